@@ -1,6 +1,11 @@
 package withdrawal
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"log/slog"
+
+	"github.com/paycore/withdraw/internal/pii"
+)
 
 // DefaultAccount is the provider account a command uses when it names none.
 const DefaultAccount = "default"
@@ -112,4 +117,43 @@ func (c *Command) MerchantKey() string {
 	default:
 		return "allinpay:" + c.Account
 	}
+}
+
+// Masked returns a copy of p with names, account numbers and ID numbers
+// masked to their last four characters. It returns nil for nil.
+func (p *PayeeInfo) Masked() *PayeeInfo {
+	if p == nil {
+		return nil
+	}
+	m := *p
+	if p.BankAccountInfo != nil {
+		b := *p.BankAccountInfo
+		b.AccountName = pii.Mask(b.AccountName)
+		b.AccountNumber = pii.Mask(b.AccountNumber)
+		m.BankAccountInfo = &b
+	}
+	if p.IdentityInfo != nil {
+		id := *p.IdentityInfo
+		id.IdentificationName = pii.Mask(id.IdentificationName)
+		id.IdentificationNo = pii.Mask(id.IdentificationNo)
+		m.IdentityInfo = &id
+	}
+	return &m
+}
+
+// LogValue implements slog.LogValuer: a command in a log line shows its
+// identity and amount only, never payee data, whatever the handler.
+func (c *Command) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("channel", string(c.Channel)),
+		slog.String("account", c.Account),
+		slog.String("out_request_no", c.OutRequestNo),
+		slog.Int64("amount", c.TotalAmount()),
+	)
+}
+
+// LogValue implements slog.LogValuer: payee data logs masked.
+func (p *PayeeInfo) LogValue() slog.Value {
+	b, _ := json.Marshal(p.Masked())
+	return slog.StringValue(string(b))
 }

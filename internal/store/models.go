@@ -1,0 +1,78 @@
+package store
+
+import "time"
+
+// Withdrawal is a row of the withdrawals table: one withdrawal, its current
+// state and what the dispatcher and poller need to move it on.
+type Withdrawal struct {
+	ID           string `gorm:"primaryKey"`
+	Channel      string
+	Account      string
+	OutRequestNo string
+	MerchantKey  string
+	Amount       int64 // fen
+	ParamsHash   string
+	// Params is the command JSON without payee_info.
+	Params []byte
+	// SensitiveData is payee_info sealed by package pii under SensitiveKeyID.
+	SensitiveKeyID string
+	SensitiveData  []byte
+
+	State          string
+	Version        int
+	ProviderStatus string
+	ProviderRef    string
+	ReasonCode     string
+	Reason         string
+	Submissions    int
+
+	NextAttemptAt  time.Time
+	LeaseOwner     string
+	LeaseExpiresAt *time.Time
+
+	ProviderRequest       []byte
+	ProviderRequestSerial string
+
+	SubmittedAt *time.Time
+	FinalAt     *time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// TableName implements gorm's Tabler.
+func (Withdrawal) TableName() string { return "withdrawals" }
+
+// OutboxEvent is a row of the outbox table: one event to publish, written in
+// the same transaction as the change it describes.
+type OutboxEvent struct {
+	ID           int64 `gorm:"primaryKey;autoIncrement"`
+	EventID      string
+	WithdrawalID string
+	EventKey     string
+	Lane         int
+	EventType    string
+	Version      int
+	Payload      []byte
+	CreatedAt    time.Time
+	PublishedAt  *time.Time
+}
+
+// TableName implements gorm's Tabler.
+func (OutboxEvent) TableName() string { return "outbox" }
+
+// Attempt is a row of withdrawal_attempts: the audit of one provider call.
+type Attempt struct {
+	ID           int64 `gorm:"primaryKey;autoIncrement"`
+	WithdrawalID string
+	Operation    string
+	StartedAt    time.Time
+	LatencyUS    int64 `gorm:"column:latency_us"`
+	HTTPStatus   int
+	ProviderCode string
+	Outcome      string
+	Instance     string
+	Error        string
+}
+
+// TableName implements gorm's Tabler.
+func (Attempt) TableName() string { return "withdrawal_attempts" }

@@ -1,0 +1,194 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paycore/withdraw/internal/pii"
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/testenv"
+	"github.com/paycore/withdraw/internal/withdrawal"
+)
+
+// openBoth returns a migrated MariaDB database (fresh, from the local test
+// environment) and a migrated SQLite file: every repository test runs on both.
+func openBoth(t *testing.T) map[string]*store.DB {
+	t.Helper()
+	ctx := context.Background()
+	my, err := store.OpenMySQL(ctx, testenv.FreshDatabase(t), store.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { my.Close() })
+	lite, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "withdraw.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lite.Close() })
+	for _, db := range []*store.DB{my, lite} {
+		if _, err := db.Migrate(ctx); err != nil {
+			t.Fatalf("%s: %v", db.Dialect, err)
+		}
+	}
+	return map[string]*store.DB{"mysql": my, "sqlite": lite}
+}
+
+func TestMigrateIdempotent(t *testing.T) {
+	ctx := context.Background()
+	for name, db := range openBoth(t) {
+		t.Run(name, func(t *testing.T) {
+			applied, err := db.Migrate(ctx)
+			if err != nil || len(applied) != 0 {
+				t.Fatalf("second migrate applied %v, err %v", applied, err)
+			}
+			v, err := db.SchemaVersion(ctx)
+			if err != nil || v < 1 {
+				t.Fatalf("schema version %d, err %v", v, err)
+			}
+			for _, table := range []string{"withdrawals", "outbox", "withdrawal_attempts"} {
+				if !db.Migrator().HasTable(table) {
+					t.Errorf("table %s missing", table)
+				}
+			}
+		})
+	}
+}
+
+// TestMigrateConcurrently starts several migrations of one empty MySQL
+// database at once, as several instances would at deploy time.
+func TestMigrateConcurrently(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.FreshDatabase(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{MaxOpen: 4})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer db.Close()
+			_, err = db.Migrate(ctx)
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func cancelCommand() *withdrawal.Command {
+	return &withdrawal.Command{
+		Channel: withdrawal.ChannelWeChatCancel, Account: "default", OutRequestNo: "C1", Amount: 101,
+		SubMchID: "1900000109", OutAccountType: "BASIC_ACCOUNT", PayeeType: "INDIVIDUAL",
+		PayeeInfo: &withdrawal.PayeeInfo{
+			AccountType:     "ACCOUNT_TYPE_PRIVATE",
+			BankAccountInfo: &withdrawal.BankAccountInfo{AccountBank: "工商银行", AccountName: "张三丰", AccountNumber: "6222020200112233445"},
+			IdentityInfo:    &withdrawal.IdentityInfo{IDDocType: "IDENTIFICATION_TYPE_IDCARD", IdentificationName: "张三丰", IdentificationNo: "110101199003074477"},
+		},
+	}
+}
+
+func TestWithdrawalRoundTripAndPII(t *testing.T) {
+	ctx := context.Background()
+	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, db := range openBoth(t) {
+		t.Run(name, func(t *testing.T) {
+			cmd := cancelCommand()
+			if r := withdrawal.Validate(cmd); r != nil {
+				t.Fatal(r)
+			}
+			hash, _ := withdrawal.ParamsHash(cmd)
+			now := time.Now().UTC().Truncate(time.Microsecond)
+			row, err := store.NewWithdrawalRow(withdrawal.NewID(), cmd, hash, keys, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.InsertWithdrawals(ctx, db.DB, []store.Withdrawal{row}); err != nil {
+				t.Fatal(err)
+			}
+			// A second insert of the same key must fail, never pass silently.
+			dup := row
+			dup.ID = withdrawal.NewID()
+			if err := store.InsertWithdrawals(ctx, db.DB, []store.Withdrawal{dup}); err == nil {
+				t.Fatal("duplicate key inserted")
+			}
+
+			// Nothing sensitive is readable in the raw row.
+			var raw struct {
+				Params        []byte
+				SensitiveData []byte
+			}
+			if err := db.Raw("SELECT params, sensitive_data FROM withdrawals WHERE id = ?", row.ID).Scan(&raw).Error; err != nil {
+				t.Fatal(err)
+			}
+			for _, secret := range []string{"6222020200112233445", "110101199003074477", "张三丰"} {
+				if strings.Contains(string(raw.Params), secret) || strings.Contains(string(raw.SensitiveData), secret) {
+					t.Errorf("%q stored in plaintext", secret)
+				}
+			}
+
+			got, err := store.GetWithdrawalByKey(ctx, db.DB, string(cmd.Channel), cmd.Account, cmd.OutRequestNo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.NextAttemptAt.Equal(now) || got.State != "ACCEPTED" || got.Version != 1 || got.Amount != 101 {
+				t.Errorf("row changed in the round trip: %+v", got)
+			}
+			back, err := got.Command(keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h, _ := withdrawal.ParamsHash(back); h != hash {
+				t.Error("the rebuilt command hashes differently")
+			}
+			other, _ := pii.ParseKeyring(pii.GenerateKeyLine("k1"))
+			if _, err := got.Command(other); err == nil {
+				t.Error("payee_info opened without the right key")
+			}
+			masked, err := got.MaskedCommand(keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if masked.PayeeInfo.BankAccountInfo.AccountNumber != "***************3445" {
+				t.Errorf("masked account number %q", masked.PayeeInfo.BankAccountInfo.AccountNumber)
+			}
+
+			keyHashes, err := store.FindKeyHashes(ctx, db.DB, []string{"C1", "nope"})
+			if err != nil || len(keyHashes) != 1 || keyHashes[0].ParamsHash != hash {
+				t.Fatalf("FindKeyHashes = %+v, %v", keyHashes, err)
+			}
+			if _, err := store.GetWithdrawal(ctx, db.DB, "missing"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("want ErrNotFound, got %v", err)
+			}
+		})
+	}
+}
+
+func TestOutboxSkipsDuplicateEventIDs(t *testing.T) {
+	ctx := context.Background()
+	for name, db := range openBoth(t) {
+		t.Run(name, func(t *testing.T) {
+			ev := store.OutboxEvent{EventID: "e1", EventKey: "k", EventType: "withdrawal.rejected", Version: 0, Payload: []byte(`{}`), CreatedAt: time.Now().UTC()}
+			for range 2 {
+				if err := store.InsertOutbox(ctx, db.DB, []store.OutboxEvent{ev}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var n int64
+			db.Model(&store.OutboxEvent{}).Where("event_id = ?", "e1").Count(&n)
+			if n != 1 {
+				t.Fatalf("%d rows for one event id", n)
+			}
+		})
+	}
+}
