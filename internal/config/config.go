@@ -1,0 +1,170 @@
+// Package config is the one place where the binaries read their settings:
+// every setting is a flag and a WITHDRAW_* environment variable, the flag
+// winning, each with a documented default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config holds the settings shared by cmd/consumer and cmd/poller.
+type Config struct {
+	KafkaBrokers     []string
+	MySQLDSN         string
+	HTTPAddr         string
+	CommandsTopic    string
+	EventsTopic      string
+	DLQTopic         string
+	ConsumerGroup    string
+	TopicPartitions  int
+	TopicReplication int
+	// ProvidersFile is the YAML file of provider accounts (WITHDRAW_CONFIG).
+	ProvidersFile string
+	// PIIKeysFile holds the data keys for payee data at rest (see package pii).
+	PIIKeysFile string
+	InstanceID  string
+
+	IntakeBatchSize int
+	IntakeBatchWait time.Duration
+	DBMaxOpen       int
+	ShutdownTimeout time.Duration
+	LogLevel        string
+}
+
+// setting describes one flag/variable pair.
+type setting struct {
+	flag, env, def, help string
+	set                  func(string) error
+}
+
+func (c *Config) settings() []setting {
+	host, _ := os.Hostname()
+	return []setting{
+		{"kafka-brokers", "WITHDRAW_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated", strList(&c.KafkaBrokers)},
+		{"mysql-dsn", "WITHDRAW_MYSQL_DSN", "", "MySQL DSN in go-sql-driver form, e.g. user:pass@tcp(host:3306)/withdraw (required)", str(&c.MySQLDSN)},
+		{"http-addr", "WITHDRAW_HTTP_ADDR", "127.0.0.1:8080", "listen address for /metrics, /healthz, /readyz (and admin, callbacks)", str(&c.HTTPAddr)},
+		{"commands-topic", "WITHDRAW_COMMANDS_TOPIC", "withdraw.commands", "topic of withdrawal commands", str(&c.CommandsTopic)},
+		{"events-topic", "WITHDRAW_EVENTS_TOPIC", "withdraw.events", "topic of withdrawal events", str(&c.EventsTopic)},
+		{"dlq-topic", "WITHDRAW_DLQ_TOPIC", "withdraw.commands.dlq", "topic of dead-lettered commands", str(&c.DLQTopic)},
+		{"consumer-group", "WITHDRAW_CONSUMER_GROUP", "withdraw-intake", "Kafka consumer group of the intake", str(&c.ConsumerGroup)},
+		{"topic-partitions", "WITHDRAW_TOPIC_PARTITIONS", "12", "partitions of topics created at start (existing topics are left alone)", integer(&c.TopicPartitions)},
+		{"topic-replication", "WITHDRAW_TOPIC_REPLICATION", "1", "replication factor of topics created at start", integer(&c.TopicReplication)},
+		{"config", "WITHDRAW_CONFIG", "", "YAML file of provider accounts", str(&c.ProvidersFile)},
+		{"pii-keys-file", "WITHDRAW_PII_KEYS_FILE", "", "file of AES-256 data keys for payee data at rest, lines \"<id> <base64>\", current key first", str(&c.PIIKeysFile)},
+		{"instance-id", "WITHDRAW_INSTANCE_ID", host, "name of this instance in leases and the audit trail", str(&c.InstanceID)},
+		{"intake-batch-size", "WITHDRAW_INTAKE_BATCH_SIZE", "1000", "most commands stored in one database transaction", integer(&c.IntakeBatchSize)},
+		{"intake-batch-wait", "WITHDRAW_INTAKE_BATCH_WAIT", "20ms", "longest wait for a batch to fill once its first command arrived", duration(&c.IntakeBatchWait)},
+		{"db-max-open", "WITHDRAW_DB_MAX_OPEN", "32", "most open database connections", integer(&c.DBMaxOpen)},
+		{"shutdown-timeout", "WITHDRAW_SHUTDOWN_TIMEOUT", "15s", "how long a SIGTERM waits for in-flight work", duration(&c.ShutdownTimeout)},
+		{"log-level", "WITHDRAW_LOG_LEVEL", "info", "debug, info, warn or error", str(&c.LogLevel)},
+	}
+}
+
+// Parse reads the settings from args (without the program name) and the
+// environment. It returns flag.ErrHelp after printing usage for -h/--help.
+func Parse(program, summary string, args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet(program, flag.ContinueOnError)
+	fs.SetOutput(out)
+	settings := c.settings()
+	values := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		v := s.def
+		if e := getenv(s.env); e != "" {
+			v = e
+		}
+		values[s.flag] = fs.String(s.flag, v, fmt.Sprintf("%s (env %s)", s.help, s.env))
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(out, "%s: %s\n\nUsage: %s [flags]\n\nEvery flag can also be set by its environment variable; the flag wins.\n\n", program, summary, program)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v (see --help)", fs.Args())
+	}
+	for _, s := range settings {
+		if err := s.set(*values[s.flag]); err != nil {
+			return nil, fmt.Errorf("--%s / %s: %w", s.flag, s.env, err)
+		}
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.MySQLDSN == "" {
+		errs = append(errs, errors.New("--mysql-dsn / WITHDRAW_MYSQL_DSN is required"))
+	}
+	if len(c.KafkaBrokers) == 0 {
+		errs = append(errs, errors.New("--kafka-brokers / WITHDRAW_KAFKA_BROKERS is required"))
+	}
+	if c.IntakeBatchSize < 1 {
+		errs = append(errs, errors.New("--intake-batch-size must be at least 1"))
+	}
+	if c.TopicPartitions < 1 || c.TopicReplication < 1 {
+		errs = append(errs, errors.New("--topic-partitions and --topic-replication must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+func str(p *string) func(string) error {
+	return func(v string) error { *p = v; return nil }
+}
+
+func strList(p *[]string) func(string) error {
+	return func(v string) error {
+		*p = nil
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				*p = append(*p, s)
+			}
+		}
+		return nil
+	}
+}
+
+func integer(p *int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", v)
+		}
+		*p = n
+		return nil
+	}
+}
+
+func duration(p *time.Duration) func(string) error {
+	return func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like 20ms or 5s", v)
+		}
+		*p = d
+		return nil
+	}
+}
+
+// Markdown renders the settings as the README's configuration table.
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("| flag | environment | default | meaning |\n|---|---|---|---|\n")
+	for _, s := range (&Config{}).settings() {
+		def := s.def
+		if s.flag == "instance-id" {
+			def = "host name"
+		}
+		fmt.Fprintf(&b, "| `--%s` | `%s` | `%s` | %s |\n", s.flag, s.env, def, s.help)
+	}
+	return b.String()
+}

@@ -1,0 +1,107 @@
+// Package kafkautil holds the Kafka plumbing shared by the binaries:
+// creating the topics, and building readers and writers with this project's
+// settings.
+package kafkautil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TopicSpec is a topic to create when it is missing.
+type TopicSpec struct {
+	Name              string
+	Partitions        int
+	ReplicationFactor int
+}
+
+// EnsureTopics creates the topics that do not exist yet. Existing topics are
+// left as they are (their partition count is not changed: that would move
+// keys between partitions and break per-key order).
+func EnsureTopics(ctx context.Context, brokers []string, specs []TopicSpec) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, s := range specs {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor})
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	var errs []error
+	for topic, terr := range resp.Errors {
+		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("create topic %s: %w", topic, terr))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return waitForLeaders(ctx, client, specs)
+}
+
+// waitForLeaders returns once every partition of the topics has a leader, so
+// that the first write after start-up does not fail.
+func waitForLeaders(ctx context.Context, client *kafka.Client, specs []TopicSpec) error {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err == nil && allLed(meta.Topics) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topics %v have no leaders after 30s (last error: %v)", names, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func allLed(topics []kafka.Topic) bool {
+	for _, t := range topics {
+		if t.Error != nil || len(t.Partitions) == 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.Leader.Host == "" || p.Error != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Ping checks that at least one broker accepts a connection and answers a
+// metadata request; /readyz uses it.
+func Ping(ctx context.Context, brokers []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var errs []error
+	for _, b := range brokers {
+		d := kafka.Dialer{Timeout: 3 * time.Second}
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		_, err = conn.Brokers()
+		conn.Close()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("no kafka broker answers: %w", errors.Join(errs...))
+}
