@@ -1,0 +1,129 @@
+// Command consumer is the intake of the withdrawal orchestrator: it consumes
+// withdrawal commands from Kafka and stores each one, exactly once, with its
+// outbox event in MySQL.
+//
+// Usage:
+//
+//	consumer [flags]           run
+//	consumer migrate [flags]   apply database migrations and exit
+//
+// Every flag is also a WITHDRAW_* environment variable; see --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/paycore/withdraw/internal/config"
+	"github.com/paycore/withdraw/internal/httpserver"
+	"github.com/paycore/withdraw/internal/intake"
+	"github.com/paycore/withdraw/internal/kafkautil"
+	"github.com/paycore/withdraw/internal/logging"
+	"github.com/paycore/withdraw/internal/pii"
+	"github.com/paycore/withdraw/internal/store"
+)
+
+const summary = "consume withdrawal commands from Kafka into MySQL with a transactional outbox"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "consumer:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	migrateOnly := len(args) > 0 && args[0] == "migrate"
+	if migrateOnly {
+		args = args[1:]
+	}
+	cfg, err := config.Parse("consumer", summary, args, os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log, err := logging.Setup(os.Stderr, cfg.LogLevel, "consumer")
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	db, err := store.OpenMySQL(ctx, cfg.MySQLDSN, store.PoolOptions{MaxOpen: cfg.DBMaxOpen})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("database migrated", "applied", applied)
+	if migrateOnly {
+		return nil
+	}
+
+	if cfg.PIIKeysFile == "" {
+		return errors.New("--pii-keys-file / WITHDRAW_PII_KEYS_FILE is required: payee data is never stored in plaintext")
+	}
+	keys, err := pii.LoadKeyringFile(cfg.PIIKeysFile)
+	if err != nil {
+		return err
+	}
+
+	topics := []kafkautil.TopicSpec{
+		{Name: cfg.CommandsTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
+		{Name: cfg.EventsTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
+		{Name: cfg.DLQTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
+	}
+	if err := kafkautil.EnsureTopics(ctx, cfg.KafkaBrokers, topics); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	reader := kafkautil.NewGroupReader(cfg.KafkaBrokers, cfg.ConsumerGroup, cfg.CommandsTopic)
+	defer reader.Close()
+	dlq := kafkautil.NewWriter(cfg.KafkaBrokers, "")
+	defer dlq.Close()
+	in, err := intake.New(db, reader, dlq, intake.Options{
+		BatchSize:     cfg.IntakeBatchSize,
+		BatchWait:     cfg.IntakeBatchWait,
+		DLQTopic:      cfg.DLQTopic,
+		Keys:          keys,
+		ShutdownGrace: cfg.ShutdownTimeout,
+		Logger:        log,
+		Metrics:       intake.NewMetrics(reg),
+	})
+	if err != nil {
+		return err
+	}
+
+	srv := httpserver.New(reg)
+	srv.AddCheck("mysql", db.Ping)
+	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
+	srv.AddCheck("intake", func(context.Context) error { return in.Ready() })
+	if err := srv.Start(cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	log.Info("consumer started", "http", srv.Addr(), "brokers", cfg.KafkaBrokers, "topic", cfg.CommandsTopic, "group", cfg.ConsumerGroup)
+
+	runErr := in.Run(ctx)
+	log.Info("consumer stopping", "err", runErr)
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
+	return runErr
+}

@@ -1,0 +1,54 @@
+package kafkautil
+
+import (
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// NewGroupReader builds the intake's consumer-group reader. Offsets are
+// committed explicitly (CommitInterval 0 means synchronous CommitMessages),
+// and a new group starts from the oldest command: a command is never skipped.
+func NewGroupReader(brokers []string, group, topic string) *kafka.Reader {
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers:                brokers,
+		GroupID:                group,
+		Topic:                  topic,
+		MinBytes:               1,
+		MaxBytes:               16 << 20,
+		MaxWait:                250 * time.Millisecond, // the default 10s would delay a lone command
+		QueueCapacity:          5000,                   // fetched ahead while a batch is being stored
+		CommitInterval:         0,
+		StartOffset:            kafka.FirstOffset,
+		ReadLagInterval:        -1, // lag is computed from committed offsets elsewhere
+		HeartbeatInterval:      3 * time.Second,
+		SessionTimeout:         30 * time.Second,
+		RebalanceTimeout:       30 * time.Second,
+		JoinGroupBackoff:       time.Second,
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 30 * time.Second,
+	})
+}
+
+// NewWriter builds a writer that waits for every in-sync replica
+// (RequireAll) and flushes small batches quickly. Both must be explicit: a
+// kafka.Writer literal defaults to no acknowledgement at all, and to a 1s
+// batch timeout that makes single writes slow.
+func NewWriter(brokers []string, topic string) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:                   kafka.TCP(brokers...),
+		Topic:                  topic,
+		Balancer:               &kafka.Murmur2Balancer{}, // same key, same partition as a Java producer
+		RequiredAcks:           kafka.RequireAll,
+		BatchTimeout:           5 * time.Millisecond,
+		BatchSize:              1000,
+		MaxAttempts:            3,
+		WriteTimeout:           10 * time.Second,
+		AllowAutoTopicCreation: false,
+		// Its own transport rather than the process-wide default: metadata
+		// and pooled connections are not shared with other clients, so one
+		// client's stale view after a broker restart or a new topic does not
+		// leak into another's.
+		Transport: &kafka.Transport{MetadataTTL: 5 * time.Second},
+	}
+}
