@@ -29,6 +29,10 @@ type Withdrawal struct {
 	NextAttemptAt  time.Time
 	LeaseOwner     string
 	LeaseExpiresAt *time.Time
+	// ClaimedFrom is the state a SUBMITTING row was claimed from.
+	ClaimedFrom string
+	// FirstSentAt is when the request first left for the provider.
+	FirstSentAt *time.Time
 
 	ProviderRequest       []byte
 	ProviderRequestSerial string

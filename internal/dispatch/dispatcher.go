@@ -1,0 +1,156 @@
+// Package dispatch executes accepted withdrawals at the providers.
+//
+// A dispatcher claims due withdrawals (ACCEPTED, and UNKNOWN ones whose next
+// step is due) in a short transaction that moves them to SUBMITTING under a
+// lease, calls the provider outside any transaction, and records the outcome
+// with its outbox event in a second transaction. Any number of instances
+// may run: claims use SELECT … FOR UPDATE SKIP LOCKED, so none waits for
+// another, and the per-merchant in-flight cap is enforced through a lock row
+// per merchant in the database, so it holds across instances.
+//
+// Never paying twice rests on three rules: the request bytes are built once
+// and stored in the claim transaction, every later send is byte-identical
+// with the same out_request_no; anything that may have reached the provider
+// becomes UNKNOWN, never "not sent"; and from UNKNOWN the next step is a
+// query, with a re-send only when the provider's "not found" has become
+// conclusive (schedule.Rules.QueryableAt).
+package dispatch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/paycore/withdraw/internal/pii"
+	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/store"
+)
+
+// Dispatcher is one dispatcher instance. Create it with New and call Run.
+type Dispatcher struct {
+	db        *store.DB
+	providers *provider.Registry
+	keys      *pii.Keyring
+	opts      Options
+	log       *slog.Logger
+	// owner is written into leases: the instance name plus a per-process
+	// token, so a restarted instance never mistakes its predecessor's
+	// claims for its own.
+	owner string
+
+	sem  chan struct{} // global in-flight cap
+	wake chan struct{}
+
+	mu         sync.Mutex
+	limiters   map[string]*adaptiveLimiter
+	lastServed map[string]time.Time // merchant → last claim, for fairness
+	wg         sync.WaitGroup
+}
+
+// New builds a dispatcher over a migrated database and the provider
+// accounts. keys opens sealed payee data to build cancel-withdraw requests.
+func New(db *store.DB, providers *provider.Registry, keys *pii.Keyring, opts Options) *Dispatcher {
+	opts.defaults()
+	token := make([]byte, 4)
+	_, _ = rand.Read(token)
+	owner := opts.Instance
+	if len(owner) > 55 {
+		owner = owner[:55]
+	}
+	return &Dispatcher{
+		db: db, providers: providers, keys: keys, opts: opts,
+		log:        opts.Logger.With("component", "dispatcher"),
+		owner:      owner + ":" + hex.EncodeToString(token),
+		sem:        make(chan struct{}, opts.MaxInFlight),
+		wake:       make(chan struct{}, 1),
+		limiters:   map[string]*adaptiveLimiter{},
+		lastServed: map[string]time.Time{},
+	}
+}
+
+// Notify wakes the dispatcher to look for due work now (after the intake
+// stored new withdrawals, say) instead of at its next poll.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run claims and executes withdrawals until ctx is cancelled, then waits for
+// the provider calls in flight to be recorded. A claim abandoned by a crash
+// is recovered by any instance's lease sweep.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	ticker := time.NewTicker(d.opts.PollInterval)
+	defer ticker.Stop()
+	lastReap := time.Time{}
+	for {
+		if now := d.opts.Now(); now.Sub(lastReap) >= d.opts.LeaseTTL/4 {
+			lastReap = now
+			if n, err := d.ExpireLeases(ctx); err != nil {
+				d.log.Error("lease sweep failed", "err", err)
+			} else if n > 0 {
+				d.log.Warn("expired claims marked UNKNOWN (maybe sent)", "count", n)
+			}
+		}
+		claimed := 0
+		if free := cap(d.sem) - len(d.sem); free > 0 {
+			batch := min(free, d.opts.ClaimBatch)
+			work, err := d.claim(ctx, batch)
+			if err != nil && ctx.Err() == nil {
+				d.log.Error("claim failed", "err", err)
+			}
+			for _, c := range work {
+				d.sem <- struct{}{}
+				d.opts.Metrics.inFlight.Inc()
+				d.wg.Add(1)
+				go func() {
+					defer func() {
+						<-d.sem
+						d.opts.Metrics.inFlight.Dec()
+						d.wg.Done()
+						d.Notify()
+					}()
+					// The call and its record finish even during shutdown: an
+					// outcome thrown away would leave the claim to expire
+					// into UNKNOWN and cost a query.
+					d.execute(context.WithoutCancel(ctx), c)
+				}()
+			}
+			claimed = len(work)
+		}
+		if claimed > 0 && claimed == d.opts.ClaimBatch {
+			continue // more may be due right now
+		}
+		select {
+		case <-ctx.Done():
+			d.wg.Wait()
+			return nil
+		case <-ticker.C:
+		case <-d.wake:
+		}
+	}
+}
+
+// limiter returns the rate limiter of a provider account.
+func (d *Dispatcher) limiter(account string) *adaptiveLimiter {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, ok := d.limiters[account]
+	if !ok {
+		r, ok := d.opts.Rates[account]
+		if !ok {
+			r = d.opts.DefaultRate
+		}
+		l = newAdaptiveLimiter(r)
+		d.limiters[account] = l
+		d.opts.Metrics.throttled.WithLabelValues(account).Set(r.PerSecond)
+	}
+	return l
+}
+
+func accountKey(channel, account string) string { return fmt.Sprintf("%s/%s", channel, account) }

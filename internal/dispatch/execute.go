@@ -1,0 +1,266 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/transition"
+	"github.com/paycore/withdraw/internal/withdrawal"
+)
+
+// Audit operations of withdrawal_attempts.
+const (
+	OpSubmit   = "submit"
+	OpResubmit = "resubmit"
+	OpQuery    = "query"
+)
+
+// execute makes the provider call(s) for one claimed withdrawal and records
+// what they showed.
+func (d *Dispatcher) execute(ctx context.Context, c claimed) {
+	var change transition.Change
+	switch withdrawal.State(c.row.ClaimedFrom) {
+	case withdrawal.StateUnknown:
+		change = d.settleUnknown(ctx, c)
+	default:
+		out, att := d.send(ctx, c, OpSubmit)
+		change = d.afterSend(c, out)
+		change.Attempts = append(change.Attempts, att)
+	}
+	if err := d.record(ctx, c, change); err != nil {
+		// The claim stays; its lease expires into UNKNOWN and a query
+		// settles it. Nothing is lost, it only costs time.
+		d.log.Error("recording the provider answer failed; the lease will expire into UNKNOWN",
+			"withdrawal_id", c.row.ID, "out_request_no", c.row.OutRequestNo, "err", err)
+	}
+}
+
+// settleUnknown handles a withdrawal that may or may not exist at the
+// provider: ask first; re-send the identical request only when the
+// provider's "not found" is conclusive.
+func (d *Dispatcher) settleUnknown(ctx context.Context, c claimed) transition.Change {
+	now := d.opts.Now()
+	age := time.Duration(0)
+	if c.row.FirstSentAt != nil {
+		age = now.Sub(*c.row.FirstSentAt)
+	}
+	q, att := d.query(ctx, c)
+	attempts := []store.Attempt{att}
+	switch q.Kind {
+	case provider.KindAccepted:
+		to := q.State
+		if to == "" {
+			// A status we cannot map: keep asking, keep the raw status.
+			to = withdrawal.StateUnknown
+		}
+		return transition.Change{To: to, ProviderStatus: q.ProviderStatus, ProviderRef: q.ProviderRef,
+			ReasonCode: reasonCodeOf(to, q.ProviderStatus), Reason: q.Reason,
+			NextAttemptAt: d.nextAfterFound(c, to, now), Attempts: attempts}
+	case provider.KindNotFound:
+		conclusiveAt := d.opts.Rules.QueryableAt(withdrawal.Channel(c.row.Channel), firstSent(c.row, now))
+		if now.Before(conclusiveAt) {
+			// "查询无单据并不代表没有发起提现": wait for the day's answer.
+			return transition.Change{To: withdrawal.StateUnknown, NextAttemptAt: conclusiveAt, Attempts: attempts}
+		}
+		out, sendAtt := d.send(ctx, c, OpResubmit)
+		ch := d.afterSend(c, out)
+		ch.Attempts = append(attempts, sendAtt)
+		return ch
+	default:
+		next := d.opts.Rules.NextUnknownRetry(now, age)
+		if q.Kind == provider.KindRetryLater && q.RetryAfter > 0 {
+			next = now.Add(q.RetryAfter)
+		}
+		return transition.Change{To: withdrawal.StateUnknown, NextAttemptAt: next, Attempts: attempts}
+	}
+}
+
+// afterSend maps a submission outcome to the change to record.
+func (d *Dispatcher) afterSend(c claimed, out provider.Outcome) transition.Change {
+	now := d.opts.Now()
+	origin := withdrawal.State(c.row.ClaimedFrom)
+	switch out.Kind {
+	case provider.KindAccepted:
+		to := withdrawal.StateSubmitted
+		if out.State != "" {
+			to = out.State
+		}
+		return transition.Change{To: to, ProviderStatus: out.ProviderStatus, ProviderRef: out.ProviderRef,
+			ReasonCode: reasonCodeOf(to, out.Code), Reason: out.Message,
+			NextAttemptAt: d.nextAfterFound(c, to, now)}
+	case provider.KindRejected:
+		return transition.Change{To: withdrawal.StateFailed, ReasonCode: out.Code, Reason: out.Message, NextAttemptAt: now}
+	case provider.KindRetryLater:
+		// Not processed (429, our own configuration): the same request
+		// later, from where the withdrawal was.
+		delay := out.RetryAfter
+		if delay <= 0 {
+			delay = time.Second
+		}
+		return transition.Change{To: origin, NextAttemptAt: now.Add(delay)}
+	default: // Ambiguous: maybe created.
+		next := d.opts.Rules.NextUnknownRetry(now, 0)
+		if out.Exists {
+			next = now // the provider said it exists: ask for it right away
+		}
+		return transition.Change{To: withdrawal.StateUnknown, ReasonCode: out.Code, Reason: out.Message, NextAttemptAt: next}
+	}
+}
+
+// nextAfterFound is when the poller should next look at a withdrawal the
+// provider has acknowledged: at the provider's first meaningful query time.
+func (d *Dispatcher) nextAfterFound(c claimed, to withdrawal.State, now time.Time) time.Time {
+	if to == withdrawal.StateUnknown {
+		return d.opts.Rules.NextUnknownRetry(now, now.Sub(firstSent(c.row, now)))
+	}
+	at := d.opts.Rules.QueryableAt(withdrawal.Channel(c.row.Channel), firstSent(c.row, now))
+	if at.Before(now) {
+		return now.Add(d.opts.Rules.PollMin)
+	}
+	return at
+}
+
+// send sends the stored request after waiting for the account's rate limit.
+func (d *Dispatcher) send(ctx context.Context, c claimed, op string) (provider.Outcome, store.Attempt) {
+	if err := d.waitRate(ctx, c); err != nil {
+		return provider.Outcome{Kind: provider.KindRetryLater, Code: "RATE_LIMIT_WAIT", RetryAfter: time.Second, Err: err}, d.attempt(op, time.Now(), 0, provider.Outcome{Kind: provider.KindRetryLater, Err: err})
+	}
+	req := c.req
+	// PARAM_ERROR to a request that may already have arrived can mean "this
+	// number exists with these very parameters": never a rejection then.
+	req.Resend = op == OpResubmit || c.row.Submissions > 0
+	start := time.Now()
+	out := c.prov.Send(ctx, req)
+	d.observe(c, op, out, time.Since(start))
+	return out, d.attempt(op, start, time.Since(start), out)
+}
+
+// query asks the provider for the withdrawal by our request number.
+func (d *Dispatcher) query(ctx context.Context, c claimed) (provider.QueryResult, store.Attempt) {
+	if err := d.waitRate(ctx, c); err != nil {
+		q := provider.QueryResult{Outcome: provider.Outcome{Kind: provider.KindRetryLater, RetryAfter: time.Second, Err: err}}
+		return q, d.attempt(OpQuery, time.Now(), 0, q.Outcome)
+	}
+	// The query needs only identity fields, which params holds in clear.
+	var cmd withdrawal.Command
+	if err := json.Unmarshal(c.row.Params, &cmd); err != nil {
+		cmd = withdrawal.Command{OutRequestNo: c.row.OutRequestNo}
+	}
+	start := time.Now()
+	q := c.prov.QueryByOutRequestNo(ctx, provider.QueryKeyOf(&cmd, c.row.ProviderRef))
+	d.observe(c, OpQuery, q.Outcome, time.Since(start))
+	return q, d.attempt(OpQuery, start, time.Since(start), q.Outcome)
+}
+
+// waitRate waits for the provider account's token bucket, at most a third
+// of the lease: a claim must be recorded well before its lease expires.
+func (d *Dispatcher) waitRate(ctx context.Context, c claimed) error {
+	key := accountKey(c.row.Channel, c.row.Account)
+	l := d.limiter(key)
+	ctx, cancel := context.WithTimeout(ctx, d.opts.LeaseTTL/3)
+	defer cancel()
+	start := time.Now()
+	err := l.Wait(ctx)
+	d.opts.Metrics.rateLimitWait.WithLabelValues(key).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// observe feeds the metrics and the adaptive rate limit.
+func (d *Dispatcher) observe(c claimed, op string, out provider.Outcome, took time.Duration) {
+	m := d.opts.Metrics
+	m.requestDuration.WithLabelValues(c.row.Channel, op, string(out.Kind)).Observe(took.Seconds())
+	m.requests.WithLabelValues(c.row.Channel, op, string(out.Kind), out.Code).Inc()
+	key := accountKey(c.row.Channel, c.row.Account)
+	l := d.limiter(key)
+	if out.HTTPStatus == http.StatusTooManyRequests || out.Code == "FREQUENCY_LIMITED" || out.Code == "RATE_LIMITED" {
+		m.throttled.WithLabelValues(key).Set(l.throttled())
+	} else if out.Kind == provider.KindAccepted {
+		m.throttled.WithLabelValues(key).Set(l.succeeded())
+	}
+	if out.Alert {
+		d.log.Error("provider answer needs an operator", "withdrawal_id", c.row.ID, "out_request_no", c.row.OutRequestNo,
+			"operation", op, "outcome", out, "alert", true)
+	}
+}
+
+func (d *Dispatcher) attempt(op string, start time.Time, took time.Duration, out provider.Outcome) store.Attempt {
+	a := store.Attempt{Operation: op, StartedAt: start.UTC(), LatencyUS: took.Microseconds(), HTTPStatus: out.HTTPStatus,
+		ProviderCode: out.Code, Outcome: string(out.Kind), Instance: d.opts.Instance}
+	if out.Err != nil {
+		a.Error = out.Err.Error()
+	}
+	return a
+}
+
+// record writes the change if this instance still holds the claim. If the
+// lease was lost (it expired into UNKNOWN), a definite answer still applies
+// where the state machine allows it; otherwise only the audit rows are kept.
+func (d *Dispatcher) record(ctx context.Context, c claimed, change transition.Change) error {
+	now := d.opts.Now()
+	return d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		w, err := transition.Lock(ctx, tx, c.row.ID)
+		if err != nil {
+			return err
+		}
+		sent := 0
+		for _, a := range change.Attempts {
+			if a.Operation != OpQuery {
+				sent++
+			}
+		}
+		if sent > 0 {
+			if err := tx.Model(&store.Withdrawal{}).Where("id = ?", w.ID).
+				Update("submissions", gorm.Expr("submissions + ?", sent)).Error; err != nil {
+				return err
+			}
+		}
+		ours := w.State == string(withdrawal.StateSubmitting) && w.LeaseOwner == d.owner
+		if !ours {
+			lateButDefinite := w.State != string(withdrawal.StateSubmitting) &&
+				change.To != transition.Resting(w) && withdrawal.CanTransition(withdrawal.State(w.State), change.To)
+			if !lateButDefinite {
+				d.log.Warn("claim lost before the answer was recorded; keeping the audit only",
+					"withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "state", w.State, "answer", change.To)
+				return insertAttempts(ctx, tx, w.ID, change.Attempts)
+			}
+		}
+		_, err = transition.Apply(ctx, tx, w, change, now)
+		if errors.Is(err, transition.ErrStale) {
+			return nil
+		}
+		return err
+	})
+}
+
+func insertAttempts(ctx context.Context, tx *gorm.DB, id string, attempts []store.Attempt) error {
+	if len(attempts) == 0 {
+		return nil
+	}
+	for i := range attempts {
+		attempts[i].WithdrawalID = id
+	}
+	return tx.WithContext(ctx).Create(&attempts).Error
+}
+
+// reasonCodeOf gives FAILED and REVERSED states found by a query the
+// provider status as their reason code.
+func reasonCodeOf(to withdrawal.State, code string) string {
+	if to == withdrawal.StateFailed || to == withdrawal.StateReversed {
+		return code
+	}
+	return ""
+}
+
+func firstSent(w store.Withdrawal, now time.Time) time.Time {
+	if w.FirstSentAt != nil {
+		return *w.FirstSentAt
+	}
+	return now
+}

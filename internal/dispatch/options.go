@@ -1,0 +1,89 @@
+package dispatch
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/paycore/withdraw/internal/schedule"
+)
+
+// Options configure a Dispatcher. Zero values take the documented defaults.
+type Options struct {
+	// Instance names this dispatcher in leases and the audit trail.
+	Instance string
+	// MaxInFlight caps this instance's concurrent provider calls (default 64).
+	MaxInFlight int
+	// PerMerchant caps in-flight submissions per merchant across ALL
+	// instances (default 1): the cancel-withdraw document asks merchants to
+	// control concurrency to avoid paying wrongly.
+	PerMerchant int
+	// ClaimBatch is the most withdrawals claimed in one transaction
+	// (default 256).
+	ClaimBatch int
+	// LeaseTTL is how long a claim is held before another instance may
+	// declare it "maybe sent" (UNKNOWN). It must exceed the provider timeout
+	// plus the longest rate-limit wait (default 60s).
+	LeaseTTL time.Duration
+	// PollInterval is how often to look for due work when nothing wakes the
+	// dispatcher earlier (default 250ms).
+	PollInterval time.Duration
+	// Rates is the provider-call rate limit per provider account, keyed
+	// "channel/account"; DefaultRate applies to accounts not listed
+	// (default 200/s, burst 50).
+	Rates       map[string]Rate
+	DefaultRate Rate
+	// Rules are the providers' timing rules (default schedule.Production()).
+	Rules schedule.Rules
+	// ConfigErrorDelay is how long a withdrawal waits when its request
+	// cannot be built or its provider account is missing (default 5m).
+	ConfigErrorDelay time.Duration
+	Logger           *slog.Logger
+	Metrics          *Metrics
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Rate is a token-bucket rate limit.
+type Rate struct {
+	PerSecond float64
+	Burst     int
+}
+
+func (o *Options) defaults() {
+	if o.Instance == "" {
+		o.Instance = "dispatcher"
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 64
+	}
+	if o.PerMerchant <= 0 {
+		o.PerMerchant = 1
+	}
+	if o.ClaimBatch <= 0 {
+		o.ClaimBatch = 256
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 60 * time.Second
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 250 * time.Millisecond
+	}
+	if o.DefaultRate.PerSecond <= 0 {
+		o.DefaultRate = Rate{PerSecond: 200, Burst: 50}
+	}
+	if o.Rules == (schedule.Rules{}) {
+		o.Rules = schedule.Production()
+	}
+	if o.ConfigErrorDelay <= 0 {
+		o.ConfigErrorDelay = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Now == nil {
+		o.Now = func() time.Time { return time.Now().UTC() }
+	}
+}

@@ -1,0 +1,154 @@
+// Package transition is the one code path that changes a withdrawal's
+// state: the dispatcher's submission results, the poller's query results
+// and the providers' callbacks all end here, so each change is checked
+// against the state machine, versioned, and written with its outbox event
+// and its audit rows in the caller's transaction.
+package transition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/withdrawal"
+)
+
+// ErrStale is returned when the row changed under the caller (another
+// instance applied a change first). The caller drops its result: whatever
+// it learnt, the newer change already accounts for it or a later query will.
+var ErrStale = errors.New("withdrawal changed concurrently")
+
+// Change is what a caller learnt about a withdrawal.
+type Change struct {
+	// To is the new state. Equal to the row's resting state (its state, or
+	// for SUBMITTING the state it was claimed from) means "no change": the
+	// row is updated (next attempt, provider status) but no event is written.
+	To withdrawal.State
+	// ProviderStatus and ProviderRef replace the stored ones when not empty.
+	ProviderStatus string
+	ProviderRef    string
+	// ReasonCode and Reason are set on FAILED/REVERSED (the provider's code
+	// and message) and cleared otherwise.
+	ReasonCode string
+	Reason     string
+	// NextAttemptAt is when the dispatcher or poller should look again.
+	NextAttemptAt time.Time
+	// Attempts are audit rows of the provider calls behind the change.
+	Attempts []store.Attempt
+}
+
+// Lock loads a withdrawal for update inside tx. On SQLite, which has no row
+// locks, the single-writer connection serialises transactions instead.
+func Lock(ctx context.Context, tx *gorm.DB, id string) (*store.Withdrawal, error) {
+	q := tx.WithContext(ctx)
+	if tx.Dialector.Name() == "mysql" {
+		q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
+	}
+	var w store.Withdrawal
+	if err := q.Where("id = ?", id).Take(&w).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, fmt.Errorf("withdrawal %s: %w", id, store.ErrNotFound)
+		}
+		return nil, fmt.Errorf("lock withdrawal %s: %w", id, err)
+	}
+	return &w, nil
+}
+
+// Resting is the state a row rests in: its state, or for a claimed row the
+// state the claim came from.
+func Resting(w *store.Withdrawal) withdrawal.State {
+	if withdrawal.State(w.State) == withdrawal.StateSubmitting && w.ClaimedFrom != "" {
+		return withdrawal.State(w.ClaimedFrom)
+	}
+	return withdrawal.State(w.State)
+}
+
+// Apply writes a change to a row locked in tx (see Lock) and updates w to
+// match. It releases any claim. A real state change increments the version
+// and writes exactly one event with it; a change the state machine forbids
+// is an error, and nothing is written.
+func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now time.Time) (evented bool, err error) {
+	from := withdrawal.State(w.State)
+	resting := Resting(w)
+	changed := c.To != resting
+	if changed && !withdrawal.CanTransition(from, c.To) && !(from == withdrawal.StateSubmitting && withdrawal.CanTransition(resting, c.To)) {
+		return false, fmt.Errorf("withdrawal %s: %s -> %s is not a valid transition", w.ID, from, c.To)
+	}
+
+	updates := map[string]any{
+		"state":            string(c.To),
+		"claimed_from":     "",
+		"lease_owner":      "",
+		"lease_expires_at": nil,
+		"next_attempt_at":  c.NextAttemptAt,
+		"updated_at":       now,
+	}
+	next := *w
+	next.State, next.ClaimedFrom, next.LeaseOwner, next.LeaseExpiresAt = string(c.To), "", "", nil
+	next.NextAttemptAt, next.UpdatedAt = c.NextAttemptAt, now
+	if c.ProviderStatus != "" {
+		updates["provider_status"], next.ProviderStatus = c.ProviderStatus, c.ProviderStatus
+	}
+	if c.ProviderRef != "" {
+		updates["provider_ref"], next.ProviderRef = c.ProviderRef, c.ProviderRef
+	}
+	if changed {
+		next.Version++
+		updates["version"] = next.Version
+		next.ReasonCode, next.Reason = c.ReasonCode, truncate(c.Reason, 512)
+		updates["reason_code"], updates["reason"] = next.ReasonCode, next.Reason
+		switch c.To {
+		case withdrawal.StateSubmitted:
+			if next.SubmittedAt == nil {
+				updates["submitted_at"], next.SubmittedAt = now, &now
+			}
+		case withdrawal.StateFailed, withdrawal.StateReversed, withdrawal.StateSucceeded:
+			updates["final_at"], next.FinalAt = now, &now
+		}
+	}
+
+	res := tx.WithContext(ctx).Model(&store.Withdrawal{}).
+		Where("id = ? AND version = ? AND state = ?", w.ID, w.Version, w.State).
+		Updates(updates)
+	if res.Error != nil {
+		return false, fmt.Errorf("update withdrawal %s: %w", w.ID, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return false, fmt.Errorf("update withdrawal %s: %w", w.ID, ErrStale)
+	}
+	if changed {
+		ev := next.Event(withdrawal.NewID(), from, now)
+		rec, err := outbox.Record(ev, now)
+		if err != nil {
+			return false, err
+		}
+		if err := store.InsertOutbox(ctx, tx, []store.OutboxEvent{rec}); err != nil {
+			return false, err
+		}
+	}
+	if len(c.Attempts) > 0 {
+		for i := range c.Attempts {
+			c.Attempts[i].WithdrawalID = w.ID
+			c.Attempts[i].Error = truncate(c.Attempts[i].Error, 512)
+		}
+		if err := tx.WithContext(ctx).Create(&c.Attempts).Error; err != nil {
+			return false, fmt.Errorf("record attempts of %s: %w", w.ID, err)
+		}
+	}
+	*w = next
+	return changed, nil
+}
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n])
+}
