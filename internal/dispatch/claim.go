@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -64,14 +65,8 @@ func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 	if err != nil || len(merchants) == 0 {
 		return nil, err
 	}
-	seed := make([]map[string]any, len(merchants))
-	for i, m := range merchants {
-		seed[i] = map[string]any{"merchant_key": m}
-	}
-	if err := d.db.WithContext(ctx).Table("dispatch_merchants").
-		Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "merchant_key"}}, DoNothing: true}).
-		Create(seed).Error; err != nil {
-		return nil, fmt.Errorf("register merchants: %w", err)
+	if err := d.registerMerchants(ctx, merchants); err != nil {
+		return nil, err
 	}
 
 	var out []claimed
@@ -146,6 +141,39 @@ func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 	d.mu.Unlock()
 	d.opts.Metrics.claims.Add(float64(len(out)))
 	return out, nil
+}
+
+// registerMerchants makes sure every merchant has its lock row.
+func (d *Dispatcher) registerMerchants(ctx context.Context, all []string) error {
+	d.mu.Lock()
+	var merchants []string
+	for _, m := range all {
+		if !d.registered[m] {
+			merchants = append(merchants, m)
+		}
+	}
+	d.mu.Unlock()
+	if len(merchants) == 0 {
+		return nil
+	}
+	insert := "INSERT IGNORE INTO dispatch_merchants (merchant_key) VALUES "
+	if d.db.Dialect == store.SQLite {
+		insert = "INSERT OR IGNORE INTO dispatch_merchants (merchant_key) VALUES "
+	}
+	args := make([]any, len(merchants))
+	for i, m := range merchants {
+		args[i] = m
+	}
+	sql := insert + strings.TrimSuffix(strings.Repeat("(?),", len(merchants)), ",")
+	if err := d.db.WithContext(ctx).Exec(sql, args...).Error; err != nil {
+		return fmt.Errorf("register merchants: %w", err)
+	}
+	d.mu.Lock()
+	for _, m := range merchants {
+		d.registered[m] = true
+	}
+	d.mu.Unlock()
+	return nil
 }
 
 // inFlight counts SUBMITTING withdrawals per merchant.

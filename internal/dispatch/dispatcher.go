@@ -48,6 +48,7 @@ type Dispatcher struct {
 	mu         sync.Mutex
 	limiters   map[string]*adaptiveLimiter
 	lastServed map[string]time.Time // merchant → last claim, for fairness
+	registered map[string]bool      // merchants whose lock row exists
 	wg         sync.WaitGroup
 }
 
@@ -69,6 +70,7 @@ func New(db *store.DB, providers *provider.Registry, keys *pii.Keyring, opts Opt
 		wake:       make(chan struct{}, 1),
 		limiters:   map[string]*adaptiveLimiter{},
 		lastServed: map[string]time.Time{},
+		registered: map[string]bool{},
 	}
 }
 

@@ -1,0 +1,326 @@
+package dispatch_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/paycore/withdraw/internal/dispatch"
+	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/pii"
+	"github.com/paycore/withdraw/internal/provider/providertest"
+	"github.com/paycore/withdraw/internal/provider/sandbox"
+	"github.com/paycore/withdraw/internal/schedule"
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/testenv"
+	"github.com/paycore/withdraw/internal/withdrawal"
+)
+
+type rig struct {
+	t    *testing.T
+	db   *store.DB
+	keys *pii.Keyring
+	env  *providertest.Env
+}
+
+func newRig(t *testing.T, opts sandbox.Options) *rig {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.OpenMySQL(ctx, testenv.FreshDatabase(t), store.PoolOptions{MaxOpen: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, db: db, keys: keys, env: providertest.Start(t, opts)}
+}
+
+// seed stores commands as ACCEPTED withdrawals with their first event, as
+// the intake would.
+func (r *rig) seed(cmds ...*withdrawal.Command) {
+	r.t.Helper()
+	now := time.Now().UTC()
+	var rows []store.Withdrawal
+	var events []store.OutboxEvent
+	for _, c := range cmds {
+		if rej := withdrawal.Validate(c); rej != nil {
+			r.t.Fatalf("%s: %v", c.OutRequestNo, rej)
+		}
+		h, _ := withdrawal.ParamsHash(c)
+		row, err := store.NewWithdrawalRow(withdrawal.NewID(), c, h, r.keys, now)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		rows = append(rows, row)
+		rec, err := outbox.Record(row.Event(withdrawal.NewID(), "", now), now)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		events = append(events, rec)
+	}
+	ctx := context.Background()
+	if err := store.InsertWithdrawals(ctx, r.db.DB, rows); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := store.InsertOutbox(ctx, r.db.DB, events); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) dispatcher(name string, opts dispatch.Options) *dispatch.Dispatcher {
+	opts.Instance = name
+	if opts.Rules == (schedule.Rules{}) {
+		opts.Rules = schedule.Accelerated()
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 20 * time.Millisecond
+	}
+	return dispatch.New(r.db, r.env.Registry(), r.keys, opts)
+}
+
+func run(t *testing.T, d *dispatch.Dispatcher) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dispatcher: %v", err)
+		}
+	}
+}
+
+// waitSettled waits until no withdrawal is ACCEPTED, SUBMITTING or UNKNOWN.
+func (r *rig) waitSettled(timeout time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		counts, err := store.CountByState(context.Background(), r.db.DB)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if counts["ACCEPTED"]+counts["SUBMITTING"]+counts["UNKNOWN"] == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("not settled after %s: %v", timeout, counts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// assertVersionsGapFree checks that every withdrawal's events have versions
+// 1..version, each once, and that the last event matches the row.
+func (r *rig) assertVersionsGapFree() {
+	r.t.Helper()
+	var rows []store.Withdrawal
+	if err := r.db.Find(&rows).Error; err != nil {
+		r.t.Fatal(err)
+	}
+	for _, w := range rows {
+		events, err := store.EventsOf(context.Background(), r.db.DB, w.ID)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if len(events) != w.Version {
+			r.t.Errorf("%s: %d events for version %d", w.OutRequestNo, len(events), w.Version)
+			continue
+		}
+		for i, e := range events {
+			if e.Version != i+1 {
+				r.t.Errorf("%s: event %d has version %d", w.OutRequestNo, i, e.Version)
+			}
+		}
+		var last withdrawal.Event
+		_ = json.Unmarshal(events[len(events)-1].Payload, &last)
+		if string(last.State) != w.State {
+			r.t.Errorf("%s: last event says %s, row says %s", w.OutRequestNo, last.State, w.State)
+		}
+	}
+}
+
+func mixed(n, merchants int, prefix string) []*withdrawal.Command {
+	var cmds []*withdrawal.Command
+	for i := range n {
+		ch := withdrawal.Channels[i%len(withdrawal.Channels)]
+		c := providertest.Command(ch, fmt.Sprintf("%s%d", prefix, i), int64(100+i))
+		if c.SubMchID != "" {
+			c.SubMchID = fmt.Sprintf("19%08d", i%merchants)
+			if c.PayeeType == "CONTRIBUTION_MERCHANT" {
+				c.PayeeMchID = c.SubMchID
+			}
+		}
+		cmds = append(cmds, c)
+	}
+	return cmds
+}
+
+func TestDispatchHappyPath(t *testing.T) {
+	r := newRig(t, sandbox.Options{Lifecycle: sandbox.Lifecycle{FinalDelay: time.Hour}})
+	r.seed(mixed(40, 10, "H")...)
+	stop := run(t, r.dispatcher("d1", dispatch.Options{}))
+	r.waitSettled(60 * time.Second)
+	stop()
+
+	counts, _ := store.CountByState(context.Background(), r.db.DB)
+	if counts["SUBMITTED"] != 40 {
+		t.Errorf("states %v, want 40 SUBMITTED", counts)
+	}
+	r.env.AssertPaidAtMostOnce()
+	r.assertVersionsGapFree()
+	var w store.Withdrawal
+	r.db.Where("channel = ?", "wechatpay_platform").First(&w)
+	if w.ProviderRef == "" || w.SubmittedAt == nil || w.Submissions != 1 || len(w.ProviderRequest) == 0 {
+		t.Errorf("submitted row incomplete: ref %q submitted_at %v submissions %d", w.ProviderRef, w.SubmittedAt, w.Submissions)
+	}
+	attempts, _ := store.AttemptsOf(context.Background(), r.db.DB, w.ID)
+	if len(attempts) != 1 || attempts[0].Operation != "submit" || attempts[0].Outcome != "ACCEPTED" || attempts[0].HTTPStatus != 200 {
+		t.Errorf("attempts %+v", attempts)
+	}
+}
+
+// TestDispatchRejectionFails: a definite rejection (NOT_ENOUGH) fails the
+// withdrawal with the provider's code.
+func TestDispatchRejectionFails(t *testing.T) {
+	r := newRig(t, sandbox.Options{Balances: map[string]int64{providertest.MchID: 1}})
+	r.seed(providertest.Command(withdrawal.ChannelWeChatPlatform, "NE1", 500))
+	stop := run(t, r.dispatcher("d1", dispatch.Options{}))
+	r.waitSettled(30 * time.Second)
+	stop()
+	w, err := store.GetWithdrawalByKey(context.Background(), r.db.DB, "wechatpay_platform", "default", "NE1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.State != "FAILED" || w.ReasonCode != "NOT_ENOUGH" {
+		t.Errorf("state %s reason %s, want FAILED NOT_ENOUGH", w.State, w.ReasonCode)
+	}
+	r.assertVersionsGapFree()
+}
+
+// TestDispatchFaultsNeverPayTwice runs two dispatchers against a sandbox
+// that fails a fifth of the submissions in every way it can.
+func TestDispatchFaultsNeverPayTwice(t *testing.T) {
+	fault := sandbox.Fault{
+		Latency:            2 * time.Millisecond,
+		Rate5xx:            0.05,
+		Rate429:            0.05,
+		Errors:             map[string]float64{"SYSTEM_ERROR": 0.04},
+		TimeoutAfterCommit: 0.04,
+		BadSignature:       0.02,
+	}
+	r := newRig(t, sandbox.Options{Seed: 7, Lifecycle: sandbox.Lifecycle{FinalDelay: time.Hour},
+		Faults: map[string]sandbox.Fault{"*": fault}})
+	n := 400
+	if testing.Short() {
+		n = 100
+	}
+	r.seed(mixed(n, 50, "F")...)
+	opts := dispatch.Options{LeaseTTL: 20 * time.Second}
+	stopA := run(t, r.dispatcher("a", opts))
+	stopB := run(t, r.dispatcher("b", opts))
+	r.waitSettled(3 * time.Minute)
+	stopA()
+	stopB()
+
+	r.env.AssertPaidAtMostOnce()
+	ledger := r.env.Ledger()
+	for m, max := range ledger.MaxInFlight {
+		if max > 1 {
+			t.Errorf("merchant %s had %d submissions in flight, cap 1", m, max)
+		}
+	}
+	counts, _ := store.CountByState(context.Background(), r.db.DB)
+	if counts["SUBMITTED"] != int64(n) {
+		t.Errorf("states %v, want all %d SUBMITTED", counts, n)
+	}
+	r.assertVersionsGapFree()
+}
+
+// TestDispatchFairness: a merchant with a long queue does not starve one
+// with a few withdrawals.
+func TestDispatchFairness(t *testing.T) {
+	r := newRig(t, sandbox.Options{Faults: map[string]sandbox.Fault{"*": {Latency: 5 * time.Millisecond}}})
+	var cmds []*withdrawal.Command
+	for i := range 200 {
+		c := providertest.Command(withdrawal.ChannelWeChatEcommerce, fmt.Sprintf("BIG%d", i), 100)
+		c.SubMchID = "1900000001"
+		cmds = append(cmds, c)
+	}
+	r.seed(cmds...)
+	var small []*withdrawal.Command
+	for i := range 3 {
+		c := providertest.Command(withdrawal.ChannelWeChatEcommerce, fmt.Sprintf("SMALL%d", i), 100)
+		c.SubMchID = "1900000002"
+		small = append(small, c)
+	}
+	r.seed(small...)
+	stop := run(t, r.dispatcher("d1", dispatch.Options{}))
+	r.waitSettled(2 * time.Minute)
+	stop()
+
+	var rows []store.Withdrawal
+	r.db.Order("submitted_at").Find(&rows)
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].SubmittedAt.Before(*rows[j].SubmittedAt) })
+	lastSmall := -1
+	for i, w := range rows {
+		if w.MerchantKey == "wechatpay:default:1900000002" {
+			lastSmall = i
+		}
+	}
+	// Served in turns, the small merchant's third withdrawal is done after
+	// at most a handful of the big merchant's.
+	if lastSmall < 0 || lastSmall > 10 {
+		t.Errorf("the small merchant finished at position %d of %d", lastSmall, len(rows))
+	}
+}
+
+// TestDispatchExpiredLeaseBecomesUnknownThenSettles: a claim abandoned by a
+// dead instance turns UNKNOWN; the next query finds nothing (it was never
+// sent), and once that is conclusive the identical request is sent.
+func TestDispatchExpiredLeaseBecomesUnknownThenSettles(t *testing.T) {
+	r := newRig(t, sandbox.Options{})
+	r.seed(providertest.Command(withdrawal.ChannelWeChatPlatform, "L1", 100))
+	ctx := context.Background()
+	// A dispatcher whose clock runs 2 minutes ahead sees every lease as
+	// expired; claim by hand, as a crashed instance would have.
+	if err := r.db.Exec("UPDATE withdrawals SET state='SUBMITTING', claimed_from='ACCEPTED', lease_owner='dead:0', lease_expires_at=?, first_sent_at=? WHERE out_request_no='L1'",
+		time.Now().UTC().Add(-time.Second), time.Now().UTC()).Error; err != nil {
+		t.Fatal(err)
+	}
+	d := r.dispatcher("d1", dispatch.Options{})
+	n, err := d.ExpireLeases(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("expired %d, err %v", n, err)
+	}
+	w, _ := store.GetWithdrawalByKey(ctx, r.db.DB, "wechatpay_platform", "default", "L1")
+	if w.State != "UNKNOWN" || w.Version != 2 {
+		t.Fatalf("after expiry: %s v%d", w.State, w.Version)
+	}
+	stop := run(t, d)
+	r.waitSettled(30 * time.Second)
+	stop()
+	w, _ = store.GetWithdrawalByKey(ctx, r.db.DB, "wechatpay_platform", "default", "L1")
+	if w.State != "SUBMITTED" {
+		t.Fatalf("final state %s", w.State)
+	}
+	attempts, _ := store.AttemptsOf(ctx, r.db.DB, w.ID)
+	var ops []string
+	for _, a := range attempts {
+		ops = append(ops, a.Operation+":"+a.Outcome)
+	}
+	// It must have asked before it re-sent.
+	if len(ops) < 2 || ops[0] != "query:NOT_FOUND" || ops[len(ops)-1] != "resubmit:ACCEPTED" {
+		t.Errorf("attempts %v, want a NOT_FOUND query first and an accepted resubmit last", ops)
+	}
+	r.env.AssertPaidAtMostOnce()
+	r.assertVersionsGapFree()
+}
