@@ -18,7 +18,8 @@ import (
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
-// claimable are the states the dispatcher takes work from.
+// claimable are the states the dispatcher takes work from; SUBMITTED rows
+// are taken too when the poller requested a re-submission.
 var claimable = []string{string(withdrawal.StateAccepted), string(withdrawal.StateUnknown)}
 
 // claimed is one withdrawal this instance holds a lease on.
@@ -31,9 +32,8 @@ type claimed struct {
 // dueMerchants lists the merchants with due work, least recently served by
 // this instance first. One index dive per merchant and state
 // (ix_withdrawals_merchant_due), however long a merchant's queue is.
-func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time) ([]string, error) {
+func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time) (out []string, resubmit map[string]bool, err error) {
 	seen := map[string]bool{}
-	var out []string
 	for _, state := range claimable {
 		var keys []string
 		err := d.db.WithContext(ctx).Model(&store.Withdrawal{}).
@@ -42,7 +42,7 @@ func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time) ([]string,
 			Having("MIN(next_attempt_at) <= ?", now).
 			Pluck("merchant_key", &keys).Error
 		if err != nil {
-			return nil, fmt.Errorf("due merchants: %w", err)
+			return nil, nil, fmt.Errorf("due merchants: %w", err)
 		}
 		for _, k := range keys {
 			if !seen[k] {
@@ -51,17 +51,36 @@ func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time) ([]string,
 			}
 		}
 	}
+	// SUBMITTED withdrawals the provider wants re-sent (INIT): few, found
+	// through their own index.
+	var keys []string
+	err = d.db.WithContext(ctx).Model(&store.Withdrawal{}).
+		Where("resubmit_requested = ? AND state = ?", true, string(withdrawal.StateSubmitted)).
+		Group("merchant_key").
+		Having("MIN(next_attempt_at) <= ?", now).
+		Pluck("merchant_key", &keys).Error
+	if err != nil {
+		return nil, nil, fmt.Errorf("due re-submissions: %w", err)
+	}
+	resubmit = make(map[string]bool, len(keys))
+	for _, k := range keys {
+		resubmit[k] = true
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
 	d.mu.Lock()
 	sort.SliceStable(out, func(i, j int) bool { return d.lastServed[out[i]].Before(d.lastServed[out[j]]) })
 	d.mu.Unlock()
-	return out, nil
+	return out, resubmit, nil
 }
 
 // claim takes up to budget due withdrawals, at most PerMerchant in flight
 // per merchant across all instances, and returns them with their requests.
 func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 	now := d.opts.Now()
-	merchants, err := d.dueMerchants(ctx, now)
+	merchants, resubmit, err := d.dueMerchants(ctx, now)
 	if err != nil || len(merchants) == 0 {
 		return nil, err
 	}
@@ -109,6 +128,18 @@ func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 			}
 			if err := q.Find(&due).Error; err != nil {
 				return fmt.Errorf("claim withdrawals of %s: %w", m, err)
+			}
+			if resubmit[m] && len(due) < free {
+				var again []store.Withdrawal
+				q := tx.Where("resubmit_requested = ? AND merchant_key = ? AND state = ? AND next_attempt_at <= ?",
+					true, m, string(withdrawal.StateSubmitted), now).Order("next_attempt_at").Limit(free - len(due))
+				if mysql {
+					q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked})
+				}
+				if err := q.Find(&again).Error; err != nil {
+					return fmt.Errorf("claim re-submissions of %s: %w", m, err)
+				}
+				due = append(due, again...)
 			}
 			for i := range due {
 				c, ok, err := d.take(ctx, tx, &due[i], now)

@@ -324,3 +324,43 @@ func TestDispatchExpiredLeaseBecomesUnknownThenSettles(t *testing.T) {
 	r.env.AssertPaidAtMostOnce()
 	r.assertVersionsGapFree()
 }
+
+// TestDispatchRedrivesInit: when the poller asks for the INIT order to be
+// driven again, the dispatcher re-sends the stored bytes; the provider
+// creates nothing new and the withdrawal stays SUBMITTED without an event.
+func TestDispatchRedrivesInit(t *testing.T) {
+	r := newRig(t, sandbox.Options{Lifecycle: sandbox.Lifecycle{PInit: 1, FinalDelay: time.Hour}})
+	r.seed(providertest.Command(withdrawal.ChannelWeChatPlatform, "INIT1", 100))
+	ctx := context.Background()
+	stop := run(t, r.dispatcher("d1", dispatch.Options{}))
+	defer stop()
+	r.waitSettled(30 * time.Second)
+	w, _ := store.GetWithdrawalByKey(ctx, r.db.DB, "wechatpay_platform", "default", "INIT1")
+	if w.State != "SUBMITTED" || w.Version != 2 {
+		t.Fatalf("after submit: %s v%d", w.State, w.Version)
+	}
+	// What the poller does on INIT.
+	if err := r.db.Exec("UPDATE withdrawals SET resubmit_requested = 1, next_attempt_at = ? WHERE id = ?", time.Now().UTC(), w.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		w, _ = store.GetWithdrawalByKey(ctx, r.db.DB, "wechatpay_platform", "default", "INIT1")
+		if !w.ResubmitRequested && w.State == "SUBMITTED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("re-drive not done: %+v", w)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if w.Version != 2 || w.Submissions != 2 {
+		t.Errorf("after re-drive: v%d, %d submissions; want v2, 2", w.Version, w.Submissions)
+	}
+	for _, o := range r.env.Ledger().Orders {
+		if o.OutRequestNo == "INIT1" && (o.Submissions != 2 || o.Created != 1) {
+			t.Errorf("ledger %+v, want 2 submissions and 1 creation", o)
+		}
+	}
+	r.assertVersionsGapFree()
+}

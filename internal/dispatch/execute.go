@@ -29,6 +29,8 @@ func (d *Dispatcher) execute(ctx context.Context, c claimed) {
 	switch withdrawal.State(c.row.ClaimedFrom) {
 	case withdrawal.StateUnknown:
 		change = d.settleUnknown(ctx, c)
+	case withdrawal.StateSubmitted:
+		change = d.redrive(ctx, c)
 	default:
 		out, att := d.send(ctx, c, OpSubmit)
 		change = d.afterSend(c, out)
@@ -80,6 +82,23 @@ func (d *Dispatcher) settleUnknown(ctx context.Context, c claimed) transition.Ch
 		}
 		return transition.Change{To: withdrawal.StateUnknown, NextAttemptAt: next, Attempts: attempts}
 	}
+}
+
+// redrive re-sends the identical request of an order the provider has but
+// wants driven again (WeChat INIT). The order exists, so no answer to the
+// re-send can fail it: anything but acceptance leaves it SUBMITTED with the
+// request still pending, and the poller keeps following it.
+func (d *Dispatcher) redrive(ctx context.Context, c claimed) transition.Change {
+	now := d.opts.Now()
+	out, att := d.send(ctx, c, OpResubmit)
+	done := out.Kind == provider.KindAccepted
+	next := now.Add(d.opts.Rules.PollMin)
+	if !done {
+		next = d.opts.Rules.NextUnknownRetry(now, now.Sub(firstSent(c.row, now)))
+	}
+	pending := !done
+	return transition.Change{To: withdrawal.StateSubmitted, ProviderRef: out.ProviderRef, ProviderStatus: out.ProviderStatus,
+		Resubmit: &pending, NextAttemptAt: next, Attempts: []store.Attempt{att}}
 }
 
 // afterSend maps a submission outcome to the change to record.

@@ -33,6 +33,9 @@ type Withdrawal struct {
 	ClaimedFrom string
 	// FirstSentAt is when the request first left for the provider.
 	FirstSentAt *time.Time
+	// ResubmitRequested asks the dispatcher to re-send the stored request
+	// of a SUBMITTED withdrawal (WeChat INIT).
+	ResubmitRequested bool
 
 	ProviderRequest       []byte
 	ProviderRequestSerial string

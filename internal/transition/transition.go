@@ -39,6 +39,9 @@ type Change struct {
 	Reason     string
 	// NextAttemptAt is when the dispatcher or poller should look again.
 	NextAttemptAt time.Time
+	// Resubmit, when not nil, sets or clears the request for the
+	// dispatcher to re-send the stored request (WeChat INIT).
+	Resubmit *bool
 	// Attempts are audit rows of the provider calls behind the change.
 	Attempts []store.Attempt
 }
@@ -94,6 +97,9 @@ func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now 
 	next.NextAttemptAt, next.UpdatedAt = c.NextAttemptAt, now
 	if c.ProviderStatus != "" {
 		updates["provider_status"], next.ProviderStatus = c.ProviderStatus, c.ProviderStatus
+	}
+	if c.Resubmit != nil {
+		updates["resubmit_requested"], next.ResubmitRequested = *c.Resubmit, *c.Resubmit
 	}
 	if c.ProviderRef != "" {
 		updates["provider_ref"], next.ProviderRef = c.ProviderRef, c.ProviderRef
