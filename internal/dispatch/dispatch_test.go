@@ -20,16 +20,19 @@ import (
 )
 
 type rig struct {
-	t    *testing.T
-	db   *store.DB
-	keys *pii.Keyring
-	env  *providertest.Env
+	t       *testing.T
+	dsn     string
+	db      *store.DB
+	keyLine string
+	keys    *pii.Keyring
+	env     *providertest.Env
 }
 
 func newRig(t *testing.T, opts sandbox.Options) *rig {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.OpenMySQL(ctx, testenv.FreshDatabase(t), store.PoolOptions{MaxOpen: 40})
+	dsn := testenv.FreshDatabase(t)
+	db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{MaxOpen: 40})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +40,12 @@ func newRig(t *testing.T, opts sandbox.Options) *rig {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("k1"))
+	keyLine := pii.GenerateKeyLine("k1")
+	keys, err := pii.ParseKeyring(keyLine)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{t: t, db: db, keys: keys, env: providertest.Start(t, opts)}
+	return &rig{t: t, dsn: dsn, db: db, keyLine: keyLine, keys: keys, env: providertest.Start(t, opts)}
 }
 
 // seed stores commands as ACCEPTED withdrawals with their first event, as
@@ -102,17 +106,23 @@ func run(t *testing.T, d *dispatch.Dispatcher) (stop func()) {
 // waitSettled waits until no withdrawal is ACCEPTED, SUBMITTING or UNKNOWN.
 func (r *rig) waitSettled(timeout time.Duration) {
 	r.t.Helper()
+	r.waitFor(timeout, func(c map[string]int64) bool { return c["ACCEPTED"]+c["SUBMITTING"]+c["UNKNOWN"] == 0 })
+}
+
+// waitFor polls the count of withdrawals per state until done says so.
+func (r *rig) waitFor(timeout time.Duration, done func(map[string]int64) bool) {
+	r.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		counts, err := store.CountByState(context.Background(), r.db.DB)
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		if counts["ACCEPTED"]+counts["SUBMITTING"]+counts["UNKNOWN"] == 0 {
+		if done(counts) {
 			return
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("not settled after %s: %v", timeout, counts)
+			r.t.Fatalf("condition not reached after %s: %v", timeout, counts)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -146,6 +156,13 @@ func (r *rig) assertVersionsGapFree() {
 			r.t.Errorf("%s: last event says %s, row says %s", w.OutRequestNo, last.State, w.State)
 		}
 	}
+}
+
+func exportKeyring(_ *testing.T, r *rig) string { return r.keyLine }
+
+// commandFor is a valid command of the channel numbered i.
+func commandFor(ch withdrawal.Channel, i int) *withdrawal.Command {
+	return providertest.Command(ch, fmt.Sprintf("S%d", i), int64(100+i))
 }
 
 func mixed(n, merchants int, prefix string) []*withdrawal.Command {
