@@ -33,6 +33,17 @@ type Config struct {
 
 	IntakeBatchSize int
 	IntakeBatchWait time.Duration
+
+	DispatchEnabled      bool
+	DispatchMaxInFlight  int
+	DispatchPerMerchant  int
+	DispatchLeaseTTL     time.Duration
+	DispatchPollInterval time.Duration
+	DispatchRate         float64
+	DispatchBurst        int
+	// Schedule selects the provider timing rules: "production" (the
+	// providers' documents) or "accelerated" (seconds, for the sandbox).
+	Schedule        string
 	DBMaxOpen       int
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -61,6 +72,14 @@ func (c *Config) settings() []setting {
 		{"instance-id", "WITHDRAW_INSTANCE_ID", host, "name of this instance in leases and the audit trail", str(&c.InstanceID)},
 		{"intake-batch-size", "WITHDRAW_INTAKE_BATCH_SIZE", "1000", "most commands stored in one database transaction", integer(&c.IntakeBatchSize)},
 		{"intake-batch-wait", "WITHDRAW_INTAKE_BATCH_WAIT", "20ms", "longest wait for a batch to fill once its first command arrived", duration(&c.IntakeBatchWait)},
+		{"dispatch", "WITHDRAW_DISPATCH", "true", "run the dispatcher (submissions to the providers) in this process", boolean(&c.DispatchEnabled)},
+		{"dispatch-max-in-flight", "WITHDRAW_DISPATCH_MAX_IN_FLIGHT", "64", "most concurrent provider calls of this instance", integer(&c.DispatchMaxInFlight)},
+		{"dispatch-per-merchant", "WITHDRAW_DISPATCH_PER_MERCHANT", "1", "most in-flight submissions per merchant across ALL instances (per-account overrides in the config file)", integer(&c.DispatchPerMerchant)},
+		{"dispatch-lease-ttl", "WITHDRAW_DISPATCH_LEASE_TTL", "60s", "how long a claim is held before it counts as maybe sent (UNKNOWN); must exceed the provider timeout", duration(&c.DispatchLeaseTTL)},
+		{"dispatch-poll-interval", "WITHDRAW_DISPATCH_POLL_INTERVAL", "250ms", "how often the dispatcher looks for due work when nothing wakes it", duration(&c.DispatchPollInterval)},
+		{"dispatch-rate", "WITHDRAW_DISPATCH_RATE", "200", "provider calls per second per provider account (per-account overrides in the config file)", float(&c.DispatchRate)},
+		{"dispatch-burst", "WITHDRAW_DISPATCH_BURST", "50", "token-bucket burst of the per-account rate limit", integer(&c.DispatchBurst)},
+		{"schedule", "WITHDRAW_SCHEDULE", "production", "provider timing rules: production, or accelerated (seconds instead of days, for the sandbox)", oneOf(&c.Schedule, "production", "accelerated")},
 		{"db-max-open", "WITHDRAW_DB_MAX_OPEN", "32", "most open database connections", integer(&c.DBMaxOpen)},
 		{"shutdown-timeout", "WITHDRAW_SHUTDOWN_TIMEOUT", "15s", "how long a SIGTERM waits for in-flight work", duration(&c.ShutdownTimeout)},
 		{"log-level", "WITHDRAW_LOG_LEVEL", "info", "debug, info, warn or error", str(&c.LogLevel)},
@@ -111,6 +130,12 @@ func (c *Config) validate() error {
 	if c.IntakeBatchSize < 1 {
 		errs = append(errs, errors.New("--intake-batch-size must be at least 1"))
 	}
+	if c.DispatchMaxInFlight < 1 || c.DispatchPerMerchant < 1 || c.DispatchBurst < 1 {
+		errs = append(errs, errors.New("--dispatch-max-in-flight, --dispatch-per-merchant and --dispatch-burst must be at least 1"))
+	}
+	if c.DispatchLeaseTTL < 5*time.Second {
+		errs = append(errs, errors.New("--dispatch-lease-ttl must be at least 5s"))
+	}
 	if c.TopicPartitions < 1 || c.TopicReplication < 1 {
 		errs = append(errs, errors.New("--topic-partitions and --topic-replication must be at least 1"))
 	}
@@ -141,6 +166,40 @@ func integer(p *int) func(string) error {
 		}
 		*p = n
 		return nil
+	}
+}
+
+func boolean(p *bool) func(string) error {
+	return func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*p = b
+		return nil
+	}
+}
+
+func float(p *float64) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return fmt.Errorf("%q is not a positive number", v)
+		}
+		*p = f
+		return nil
+	}
+}
+
+func oneOf(p *string, allowed ...string) func(string) error {
+	return func(v string) error {
+		for _, a := range allowed {
+			if v == a {
+				*p = v
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %v", v, allowed)
 	}
 }
 

@@ -116,7 +116,7 @@ func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 		}
 		var served []string
 		for _, m := range locked {
-			free := min(d.opts.PerMerchant-inFlight[m], budget-len(out))
+			free := min(d.perMerchant(m)-inFlight[m], budget-len(out))
 			if free <= 0 {
 				continue
 			}

@@ -17,6 +17,9 @@ type Options struct {
 	// instances (default 1): the cancel-withdraw document asks merchants to
 	// control concurrency to avoid paying wrongly.
 	PerMerchant int
+	// PerMerchantOverrides sets the cap per provider account, keyed
+	// "provider:account" (e.g. "wechatpay:default").
+	PerMerchantOverrides map[string]int
 	// ClaimBatch is the most withdrawals claimed in one transaction
 	// (default 256).
 	ClaimBatch int
@@ -45,8 +48,8 @@ type Options struct {
 
 // Rate is a token-bucket rate limit.
 type Rate struct {
-	PerSecond float64
-	Burst     int
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
 }
 
 func (o *Options) defaults() {
