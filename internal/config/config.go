@@ -219,11 +219,14 @@ func Markdown() string {
 	var b strings.Builder
 	b.WriteString("| flag | environment | default | meaning |\n|---|---|---|---|\n")
 	for _, s := range (&Config{}).settings() {
-		def := s.def
-		if s.flag == "instance-id" {
+		def := "`" + s.def + "`"
+		switch {
+		case s.flag == "instance-id":
 			def = "host name"
+		case s.def == "":
+			def = "—"
 		}
-		fmt.Fprintf(&b, "| `--%s` | `%s` | `%s` | %s |\n", s.flag, s.env, def, s.help)
+		fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s |\n", s.flag, s.env, def, s.help)
 	}
 	return b.String()
 }

@@ -1,0 +1,36 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestREADMEConfigTable keeps the README's configuration table equal to the
+// settings the binaries really parse. Regenerate it with
+// `go test ./internal/config -run README -update`.
+func TestREADMEConfigTable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	table := Markdown()
+	if *update {
+		start := strings.Index(readme, "| flag | environment | default | meaning |")
+		if start < 0 {
+			start = strings.Index(readme, "CONFIG_TABLE")
+			readme = readme[:start] + table + readme[start+len("CONFIG_TABLE\n"):]
+		} else {
+			end := strings.Index(readme[start:], "\n\n")
+			readme = readme[:start] + table + readme[start+end+1:]
+		}
+		if err := os.WriteFile("../../README.md", []byte(readme), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if !strings.Contains(readme, table) {
+		t.Error("README.md's configuration table is out of date: go test ./internal/config -run README -update")
+	}
+}
