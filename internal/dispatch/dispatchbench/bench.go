@@ -1,0 +1,231 @@
+// Package dispatchbench measures the dispatcher against the provider
+// sandbox: submissions per second with a zero-latency provider (bounded by
+// RSA signing on this machine), our own CPU per submission beyond the
+// signatures, and throughput under provider latency.
+package dispatchbench
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/paycore/withdraw/internal/dispatch"
+	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/pii"
+	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/provider/clients"
+	"github.com/paycore/withdraw/internal/provider/sandbox"
+	"github.com/paycore/withdraw/internal/schedule"
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/withdrawal"
+	"gopkg.in/yaml.v3"
+)
+
+// SignCost times one RSA-2048 PKCS#1 v1.5 SHA-256 signature and one
+// verification in this process.
+func SignCost() (sign, verify time.Duration, err error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return 0, 0, err
+	}
+	msg := sha256.Sum256([]byte("POST\n/v3/merchant/fund/withdraw\n1700000000\nnonce\n{\"out_request_no\":\"1\"}\n"))
+	const n = 300
+	var sig []byte
+	start := time.Now()
+	for range n {
+		if sig, err = rsa.SignPKCS1v15(nil, key, crypto.SHA256, msg[:]); err != nil {
+			return 0, 0, err
+		}
+	}
+	sign = time.Since(start) / n
+	start = time.Now()
+	for range n {
+		if err := rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, msg[:], sig); err != nil {
+			return 0, 0, err
+		}
+	}
+	return sign, time.Since(start) / n, nil
+}
+
+// Options of one run.
+type Options struct {
+	DB          *store.DB
+	N           int           // withdrawals
+	Merchants   int           // distinct sub-merchants (e-commerce channel)
+	MaxInFlight int           // the dispatcher's global cap
+	Latency     time.Duration // added by the sandbox to every submission
+}
+
+// Result of one run.
+type Result struct {
+	N                int
+	Elapsed          time.Duration
+	PerSec           float64
+	CPUPerSubmission time.Duration // this process (dispatcher + sandbox), MariaDB excluded
+}
+
+// Run seeds N ACCEPTED e-commerce withdrawals over Merchants sub-merchants,
+// starts a sandbox and one dispatcher in this process, and times until all
+// are SUBMITTED. It checks that the sandbox created each order once.
+func Run(ctx context.Context, o Options) (Result, error) {
+	dir, err := os.MkdirTemp("", "dispatchbench")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	reg, srv, err := startSandbox(dir, o.Latency)
+	if err != nil {
+		return Result{}, err
+	}
+	defer srv.Close()
+	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("bench"))
+	if err != nil {
+		return Result{}, err
+	}
+	if err := seed(ctx, o.DB, keys, o.N, o.Merchants); err != nil {
+		return Result{}, err
+	}
+
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
+	d := dispatch.New(o.DB, reg, keys, dispatch.Options{
+		Instance: "bench", MaxInFlight: o.MaxInFlight, ClaimBatch: 256, Rules: schedule.Accelerated(),
+		DefaultRate: dispatch.Rate{PerSecond: 1e6, Burst: 1000}, PollInterval: 5 * time.Millisecond, Logger: quiet,
+	})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cpu0 := cpuTime()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(runCtx) }()
+	for {
+		counts, err := store.CountByState(ctx, o.DB.DB)
+		if err != nil {
+			return Result{}, err
+		}
+		if counts["SUBMITTED"] == int64(o.N) {
+			break
+		}
+		if counts["FAILED"]+counts["UNKNOWN"] > 0 {
+			return Result{}, fmt.Errorf("benchmark withdrawals did not all submit cleanly: %v", counts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
+	cancel()
+	<-done
+	for _, ord := range srv.Ledger().Orders {
+		if ord.Created != 1 {
+			return Result{}, fmt.Errorf("order %s created %d times", ord.OutRequestNo, ord.Created)
+		}
+	}
+	return Result{N: o.N, Elapsed: elapsed, PerSec: float64(o.N) / elapsed.Seconds(), CPUPerSubmission: cpu / time.Duration(o.N)}, nil
+}
+
+func startSandbox(dir string, latency time.Duration) (*provider.Registry, *sandboxServer, error) {
+	keys, err := sandbox.GenerateKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	merchant, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, err
+	}
+	const mchID, serial = "1900000109", "BENCH0000000000000000000000000000000000"
+	apiv3 := []byte("benchAPIv3Key0123456789abcdefXYZ")
+	opts := sandbox.Options{Keys: keys, Lifecycle: sandbox.Lifecycle{FinalDelay: time.Hour},
+		WeChatMerchants: []sandbox.WeChatMerchant{{MchID: mchID, Serial: serial, PublicKey: &merchant.PublicKey, APIv3Key: apiv3}},
+		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))}
+	if latency > 0 {
+		opts.Faults = map[string]sandbox.Fault{sandbox.EndpointEcommerceSubmit: {Latency: latency}}
+	}
+	srv, err := sandbox.New(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	hs := httptest.NewServer(srv.Handler())
+	pk := srv.PublicKeys()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		_ = os.WriteFile(p, b, 0o600)
+		return p
+	}
+	cfgYAML, err := yaml.Marshal(map[string]any{"accounts": []map[string]any{{
+		"name": "default", "provider": "wechatpay", "base_url": hs.URL, "timeout": "10s",
+		"mchid": mchID, "cert_serial": serial,
+		"private_key_file": write("merchant.pem", sandbox.PrivatePEM(merchant)),
+		"public_key_id":    pk.PublicKeyID, "public_key_file": write("wxpub.pem", []byte(pk.PublicKeyPEM)),
+		"apiv3_key_file":   write("apiv3.key", apiv3),
+	}}})
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := provider.ParseConfig(cfgYAML)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := clients.New(cfg, clients.Options{Logger: opts.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	return reg, &sandboxServer{Server: srv, hs: hs}, nil
+}
+
+type sandboxServer struct {
+	*sandbox.Server
+	hs *httptest.Server
+}
+
+func (s *sandboxServer) Close() {
+	s.hs.Close()
+	s.Server.Close()
+}
+
+func seed(ctx context.Context, db *store.DB, keys *pii.Keyring, n, merchants int) error {
+	now := time.Now().UTC()
+	for i := 0; i < n; i += 1000 {
+		var rows []store.Withdrawal
+		var events []store.OutboxEvent
+		for j := i; j < min(i+1000, n); j++ {
+			c := &withdrawal.Command{Channel: withdrawal.ChannelWeChatEcommerce, Account: "default",
+				OutRequestNo: fmt.Sprintf("B%d", j), Amount: 100, SubMchID: fmt.Sprintf("19%08d", j%merchants), AccountType: "BASIC"}
+			h, _ := withdrawal.ParamsHash(c)
+			row, err := store.NewWithdrawalRow(withdrawal.NewID(), c, h, keys, now)
+			if err != nil {
+				return err
+			}
+			rec, err := outbox.Record(row.Event(withdrawal.NewID(), "", now), now)
+			if err != nil {
+				return err
+			}
+			rows, events = append(rows, row), append(events, rec)
+		}
+		if err := store.InsertWithdrawals(ctx, db.DB, rows); err != nil {
+			return err
+		}
+		if err := store.InsertOutbox(ctx, db.DB, events); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cpuTime is the user+system CPU this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Cores is the number of CPUs the signing bound divides.
+func Cores() int { return runtime.NumCPU() }

@@ -1,0 +1,70 @@
+package dispatchbench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/testenv"
+)
+
+// TestRunSmall keeps the benchmark harness working: a small run must
+// account for every withdrawal (Run fails otherwise).
+func TestRunSmall(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.OpenMySQL(ctx, testenv.FreshDatabase(t), store.PoolOptions{MaxOpen: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(ctx, Options{DB: db, N: 200, Merchants: 50, MaxInFlight: 32, Latency: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.N != 200 || res.PerSec <= 0 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// BenchmarkDispatch is the figure of the README: run with
+//
+//	go test -run XXX -bench Dispatch -benchtime 1x ./internal/dispatch/dispatchbench
+func BenchmarkDispatch(b *testing.B) {
+	ctx := context.Background()
+	sign, verify, err := SignCost()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bound := float64(Cores()) / (2 * sign.Seconds())
+	for range b.N {
+		db, err := store.OpenMySQL(ctx, testenv.FreshDatabase(b), store.PoolOptions{MaxOpen: 40})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.Migrate(ctx); err != nil {
+			b.Fatal(err)
+		}
+		res, err := Run(ctx, Options{DB: db, N: 5000, Merchants: 500, MaxInFlight: 64})
+		if err != nil {
+			b.Fatal(err)
+		}
+		own := res.CPUPerSubmission - 2*sign - 2*verify
+		b.Logf("zero latency: %.0f submissions/s = %.0f%% of the signing bound %.0f/s (sign %s, verify %s); CPU per submission %s, of it beyond 2 signs + 2 verifies %s",
+			res.PerSec, 100*res.PerSec/bound, bound, sign, verify, res.CPUPerSubmission, own)
+		db.Close()
+
+		db, _ = store.OpenMySQL(ctx, testenv.FreshDatabase(b), store.PoolOptions{MaxOpen: 40})
+		_, _ = db.Migrate(ctx)
+		res, err = Run(ctx, Options{DB: db, N: 3000, Merchants: 500, MaxInFlight: 32, Latency: 50 * time.Millisecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ideal := 32 / 0.050
+		b.Logf("50ms latency, in-flight cap 32: %.0f submissions/s = %.0f%% of cap/latency %.0f/s", res.PerSec, 100*res.PerSec/ideal, ideal)
+		db.Close()
+	}
+}
