@@ -2,7 +2,9 @@
 #
 #   make env-up      start local MariaDB + Kafka (deploy/local/env.sh, no Docker)
 #   make env-down    stop them (data kept; deploy/local/env.sh down --wipe to delete)
-#   make test        vet + env-up + all tests with -race against the local env
+#   make test        vet + env-up + all tests with -race against the local env,
+#                    then the outage tests (they stop the shared servers) serially
+#   make bench-intake  intake throughput vs a naive consumer (bench/results/intake.json)
 #   make test-short  unit tests only (-short), no env needed
 #   make vet         go vet + gofmt check
 
@@ -14,7 +16,7 @@ ENV_SH      := bash deploy/local/env.sh
 # Go files to gofmt-check: everything except local env state and vendored code.
 GO_FILES = $(shell find . \( -path ./.localenv -o -path ./.devstack -o -path ./vendor -o -path ./.git \) -prune -o -name '*.go' -print)
 
-.PHONY: env-up env-down test test-short vet bench
+.PHONY: env-up env-down test test-short vet bench bench-intake
 
 env-up:
 	$(ENV_SH) up
@@ -22,9 +24,19 @@ env-up:
 env-down:
 	$(ENV_SH) down
 
-# One recipe line so the eval'd exports reach go test.
+# One recipe line so the eval'd exports reach go test. Outage tests (named
+# *Outage*, gated by WITHDRAW_TESTENV_OUTAGE) stop the shared MariaDB/Kafka, so
+# the first run skips them and a second, serial (-p 1) run does only them.
+OUTAGE_TESTS := Outage
+
 test: vet env-up
-	eval "$$($(ENV_SH) env)" && $(GO) test -race -count=1 -timeout 20m ./...
+	eval "$$($(ENV_SH) env)" && $(GO) test -race -count=1 -timeout 20m ./... && \
+	WITHDRAW_TESTENV_OUTAGE=1 $(GO) test -race -count=1 -p 1 -timeout 10m -run '$(OUTAGE_TESTS)' ./...
+
+# Produces 100,000 commands and measures the intake (and a naive consumer on
+# 5,000 of them) against the local env; writes bench/results/intake.json.
+bench-intake: env-up
+	eval "$$($(ENV_SH) env)" && $(GO) run ./cmd/bench -out bench/results/intake.json
 
 test-short:
 	$(GO) test -short ./...

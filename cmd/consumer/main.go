@@ -8,6 +8,13 @@
 //	consumer migrate [flags]   apply database migrations and exit
 //
 // Every flag is also a WITHDRAW_* environment variable; see --help.
+//
+// Test failpoint (never set it in production): WITHDRAW_FAILPOINT=
+// intake-after-store[:N] makes the process SIGKILL itself right after the
+// N-th batch (default 1) has been committed to the database and before its
+// Kafka offsets are committed: the crash window in which Kafka redelivers
+// stored commands. The system tests use it to prove that redelivery is a
+// no-op.
 package main
 
 import (
@@ -17,6 +24,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,6 +108,13 @@ func run(args []string) error {
 	defer reader.Close()
 	dlq := kafkautil.NewWriter(cfg.KafkaBrokers, "")
 	defer dlq.Close()
+	afterStore, err := failpoint(os.Getenv(envFailpoint))
+	if err != nil {
+		return err
+	}
+	if afterStore != nil {
+		log.Warn("TEST FAILPOINT armed: this process will kill itself", "failpoint", os.Getenv(envFailpoint))
+	}
 	in, err := intake.New(db, reader, dlq, intake.Options{
 		BatchSize:     cfg.IntakeBatchSize,
 		BatchWait:     cfg.IntakeBatchWait,
@@ -106,6 +123,7 @@ func run(args []string) error {
 		ShutdownGrace: cfg.ShutdownTimeout,
 		Logger:        log,
 		Metrics:       intake.NewMetrics(reg),
+		AfterStore:    afterStore,
 	})
 	if err != nil {
 		return err
@@ -126,4 +144,37 @@ func run(args []string) error {
 	defer cancel()
 	_ = srv.Shutdown(shutdown)
 	return runErr
+}
+
+// envFailpoint names the test failpoint variable; see the package comment.
+const envFailpoint = "WITHDRAW_FAILPOINT"
+
+// failpoint parses WITHDRAW_FAILPOINT into an intake.Options.AfterStore
+// hook, or nil when it is empty. TEST ONLY: the hook SIGKILLs the process
+// (no deferred cleanup, no offset commit, no group leave), exactly like a
+// crash or an OOM kill would.
+func failpoint(spec string) (func(), error) {
+	if spec == "" {
+		return nil, nil
+	}
+	name, nth, hasN := strings.Cut(spec, ":")
+	if name != "intake-after-store" {
+		return nil, fmt.Errorf("%s=%q: the only failpoint is intake-after-store[:N]", envFailpoint, spec)
+	}
+	n := int64(1)
+	if hasN {
+		v, err := strconv.ParseInt(nth, 10, 64)
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("%s=%q: N must be a positive integer", envFailpoint, spec)
+		}
+		n = v
+	}
+	var batches atomic.Int64
+	return func() {
+		if batches.Add(1) == n {
+			fmt.Fprintf(os.Stderr, "consumer: failpoint intake-after-store reached at batch %d: SIGKILL\n", n)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}, nil
 }

@@ -4,7 +4,8 @@
 // The loop: fetch up to BatchSize messages (waiting at most BatchWait after
 // the first), write the unidentifiable ones to the dead-letter topic, store
 // everything else in ONE database transaction, and only then commit the
-// batch's offsets. A crash anywhere before the offset commit redelivers the
+// batch's offsets. Up to Pipeline batches are in flight at once; offsets are
+// committed in fetch order, after every earlier batch is stored. A crash anywhere before the offset commit redelivers the
 // batch, and the redelivery is recognised: the same key with the same
 // parameters hash is a no-op, and rejection events have deterministic ids.
 package intake
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/paycore/withdraw/internal/pii"
@@ -44,21 +46,38 @@ type Options struct {
 	// BatchWait is the longest wait for a batch to fill after its first
 	// message (default 20ms).
 	BatchWait time.Duration
+	// Pipeline is the most batches in flight at once (default 3): planned
+	// and stored concurrently, their offsets committed in order. 1 makes the
+	// intake strictly one batch at a time.
+	Pipeline int
 	// DLQTopic receives unidentifiable messages (default withdraw.commands.dlq).
 	DLQTopic string
 	// Keys seals payee data at rest. Required for cancel-withdraw commands.
 	Keys *pii.Keyring
 	// AccountConfigured reports whether a provider account exists; commands
 	// naming another are rejected with ACCOUNT_NOT_CONFIGURED. Nil accepts
-	// every account.
+	// every account. It and Rules are called from concurrent goroutines.
 	AccountConfigured func(withdrawal.Channel, string) bool
 	// Rules gives per-account validation limits; nil uses DefaultRules.
 	Rules func(withdrawal.Channel, string) withdrawal.Rules
 	// ShutdownGrace bounds the time a batch already fetched may take to
 	// finish after Run's context is cancelled (default 10s).
 	ShutdownGrace time.Duration
-	Logger        *slog.Logger
-	Metrics       *Metrics
+	// CommitGiveUp bounds the retries of an offset commit (default 30s).
+	// A batch whose store step succeeded is safe: when its offsets cannot be
+	// committed (typically a commit for a generation lost in a rebalance,
+	// which kafka-go keeps rejecting), the intake logs a warning and goes on;
+	// the batch is redelivered to the partition's next owner, and storing it
+	// again is a no-op. The store step itself is never given up.
+	CommitGiveUp time.Duration
+	// AfterStore, when set, is called after a batch's transaction has
+	// committed and before its offsets are committed. It is a TEST FAILPOINT:
+	// cmd/consumer sets it from WITHDRAW_FAILPOINT to kill the process in
+	// exactly the window where a crash makes Kafka redeliver stored
+	// commands. Production code leaves it nil.
+	AfterStore func()
+	Logger     *slog.Logger
+	Metrics    *Metrics
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -89,11 +108,17 @@ func New(db *store.DB, reader Reader, dlq Writer, opts Options) (*Intake, error)
 	if opts.BatchWait <= 0 {
 		opts.BatchWait = 20 * time.Millisecond
 	}
+	if opts.Pipeline <= 0 {
+		opts.Pipeline = 3
+	}
 	if opts.DLQTopic == "" {
 		opts.DLQTopic = "withdraw.commands.dlq"
 	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 10 * time.Second
+	}
+	if opts.CommitGiveUp <= 0 {
+		opts.CommitGiveUp = 30 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -122,38 +147,90 @@ func (in *Intake) setErr(err error) {
 	in.mu.Unlock()
 }
 
-// Run consumes until ctx is cancelled. A batch already fetched when that
-// happens is finished (stored and committed) within ShutdownGrace, or
-// abandoned uncommitted, to be redelivered to the next owner of its
-// partitions. Run returns nil on cancellation.
+// Run consumes until ctx is cancelled. Up to Pipeline batches are in
+// flight at once: each is planned (decoded, validated, its rows built) and
+// stored concurrently with the others, while offsets are committed strictly
+// in fetch order, each batch's only after its own and every earlier batch's
+// transaction has committed. Batches already fetched when ctx is cancelled
+// are finished (stored and committed) within ShutdownGrace, or abandoned
+// uncommitted, to be redelivered to the next owner of their partitions. Run
+// returns nil on cancellation.
 func (in *Intake) Run(ctx context.Context) error {
-	for {
+	// Finish batches even when shutdown began while they filled: their work
+	// is idempotent, but redoing it costs the next owner. On shutdown they
+	// get ShutdownGrace; before that, retries of an outage go on for as long
+	// as the outage lasts.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(in.opts.ShutdownGrace, cancelWork) })
+	defer stop()
+
+	slots := make(chan struct{}, in.opts.Pipeline)
+	queue := make(chan *inflight, in.opts.Pipeline) // fetch order
+	finished := make(chan error, 1)
+	go func() {
+		var failed error
+		for j := range queue {
+			<-j.done
+			if failed == nil {
+				if failed = j.err; failed == nil {
+					failed = in.finish(work, j)
+				}
+				if failed != nil {
+					in.log.Warn("batch abandoned at shutdown; it will be redelivered", "messages", len(j.batch), "err", failed)
+				}
+			}
+			// After a failure no later batch is committed: their offsets
+			// would cover the failed one's.
+			<-slots
+		}
+		finished <- failed
+	}()
+
+	var fetchErr error
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
 		batch, err := in.fetchBatch(ctx)
 		if len(batch) > 0 {
-			// Finish the batch even when shutdown began while it filled:
-			// its work is idempotent, but redoing it costs the next owner.
-			// On shutdown it gets ShutdownGrace; before that, retries of an
-			// outage go on for as long as the outage lasts.
-			work, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			stop := context.AfterFunc(ctx, func() { time.AfterFunc(in.opts.ShutdownGrace, cancel) })
-			perr := in.process(work, batch)
-			stop()
-			cancel()
-			if perr != nil {
-				if ctx.Err() != nil {
-					in.log.Warn("batch abandoned at shutdown; it will be redelivered", "messages", len(batch), "err", perr)
-					return nil
-				}
-				return perr
-			}
+			j := &inflight{batch: batch, done: make(chan struct{})}
+			go func() {
+				defer close(j.done)
+				j.plan = in.plan(j.batch)
+				j.counts, j.err = in.prepare(work, j.plan)
+			}()
+			queue <- j
+		} else {
+			<-slots
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if ctx.Err() == nil {
+				fetchErr = fmt.Errorf("fetch commands: %w", err)
 			}
-			return fmt.Errorf("fetch commands: %w", err)
+			break
 		}
 	}
+	close(queue)
+	failed := <-finished
+	switch {
+	case fetchErr != nil:
+		return fetchErr
+	case failed != nil && ctx.Err() == nil:
+		return failed
+	}
+	return nil
+}
+
+// inflight is a batch between fetch and offset commit.
+type inflight struct {
+	batch  []kafka.Message
+	plan   plan
+	counts map[string]int
+	err    error         // of prepare
+	done   chan struct{} // closed when plan, counts and err are set
 }
 
 // fetchBatch blocks for the first message, then gathers more until the
@@ -180,50 +257,94 @@ func (in *Intake) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
 	return batch, nil
 }
 
-// process does one batch: dead letters, one transaction, offset commit. Each
-// step is retried with backoff until it succeeds or ctx ends; an error
-// return means nothing was committed to Kafka.
-func (in *Intake) process(ctx context.Context, batch []kafka.Message) error {
-	p := in.plan(batch)
+// commitAttemptTimeout bounds one CommitMessages call. kafka-go queues a
+// commit for the reader's current generation and waits for its answer with
+// no timeout of its own; between generations nothing answers.
+const commitAttemptTimeout = 10 * time.Second
+
+// prepare writes a planned batch: dead letters, then one transaction. Each
+// step is retried with backoff until it succeeds or ctx ends. Batches are
+// prepared concurrently; two that carry the same new key collide on the
+// unique index, and the loser's retry finds the winner's row.
+func (in *Intake) prepare(ctx context.Context, p plan) (map[string]int, error) {
 	if len(p.deadLetters) > 0 {
 		if err := in.retry(ctx, "dead_letter", func() error { return in.dlq.WriteMessages(ctx, p.deadLetters...) }); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	var counts map[string]int
 	err := in.retry(ctx, "store", func() error {
 		var err error
-		counts, err = in.store(ctx, p)
+		for range 3 {
+			counts, err = in.store(ctx, p)
+			if !collided(err) {
+				break
+			}
+			// Another in-flight batch committed the same new key first
+			// (InnoDB made this one wait for it): looking again right away
+			// finds the row, no backoff needed.
+			in.opts.Metrics.retries.WithLabelValues("store_collision").Inc()
+		}
 		return err
 	})
-	if err != nil {
-		return err
+	return counts, err
+}
+
+// collided reports a duplicate key or a deadlock: a concurrent batch won.
+func collided(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1062 || me.Number == 1213)
+}
+
+// finish commits the offsets of a prepared batch, retried for at most
+// CommitGiveUp (see Options), and counts it. An error return means ctx
+// ended before the commit.
+func (in *Intake) finish(ctx context.Context, j *inflight) error {
+	if in.opts.AfterStore != nil {
+		in.opts.AfterStore()
 	}
-	if err := in.retry(ctx, "commit", func() error { return in.reader.CommitMessages(ctx, batch...) }); err != nil {
-		return err
+	err := in.retryFor(ctx, "commit", in.opts.CommitGiveUp, func() error {
+		attempt, cancel := context.WithTimeout(ctx, commitAttemptTimeout)
+		defer cancel()
+		return in.reader.CommitMessages(attempt, j.batch...)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		// Stored but not committed: the partitions' next owner gets the
+		// batch again and finds every command already there.
+		in.opts.Metrics.commitsAbandoned.Inc()
+		in.log.Warn("offset commit given up; the stored batch will be redelivered and recognised",
+			"messages", len(j.batch), "after", in.opts.CommitGiveUp, "err", err)
 	}
 	in.setErr(nil)
 	m := in.opts.Metrics
-	m.batchSize.Observe(float64(len(batch)))
-	for result, n := range counts {
+	m.batchSize.Observe(float64(len(j.batch)))
+	for result, n := range j.counts {
 		m.commands.WithLabelValues(result, "").Add(float64(n))
 	}
-	for _, r := range p.rejections {
+	for _, r := range j.plan.rejections {
 		m.commands.WithLabelValues(ResultRejected, string(r.rejection.Code)).Inc()
 	}
-	m.commands.WithLabelValues(ResultDeadLettered, "").Add(float64(len(p.deadLetters)))
+	m.commands.WithLabelValues(ResultDeadLettered, "").Add(float64(len(j.plan.deadLetters)))
 	return nil
 }
 
 // retry runs op until it succeeds or ctx ends, with exponential backoff
 // capped at 5s, marking the intake not ready while it fails.
 func (in *Intake) retry(ctx context.Context, step string, op func() error) error {
+	return in.retryFor(ctx, step, 0, op)
+}
+
+// retryFor is retry that also gives up after maxElapsed (0: never).
+func (in *Intake) retryFor(ctx context.Context, step string, maxElapsed time.Duration, op func() error) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 100 * time.Millisecond
 	b.MaxInterval = 5 * time.Second
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		return struct{}{}, op()
-	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(maxElapsed), backoff.WithNotify(func(err error, next time.Duration) {
 		in.setErr(fmt.Errorf("intake %s: %w", step, err))
 		in.opts.Metrics.retries.WithLabelValues(step).Inc()
 		in.log.Warn("intake step failed; retrying", "step", step, "retry_in", next, "err", err)

@@ -8,6 +8,8 @@ type Metrics struct {
 	batchSize  prometheus.Histogram
 	txDuration prometheus.Histogram
 	retries    *prometheus.CounterVec
+	// commitsAbandoned counts stored batches whose offset commit was given up.
+	commitsAbandoned prometheus.Counter
 }
 
 // Results of a consumed command, the "result" label of
@@ -39,11 +41,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "withdraw_intake_retries_total",
-			Help: "Retried intake steps (store, dead_letter, commit) after an error.",
+			Help: "Retried intake steps (store, dead_letter, commit) after an error; store_collision counts immediate retries after a concurrent batch stored the same key first.",
 		}, []string{"step"}),
+		commitsAbandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "withdraw_intake_commits_abandoned_total",
+			Help: "Stored batches whose offset commit was given up after retrying (they are redelivered, and recognised as duplicates).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.commands, m.batchSize, m.txDuration, m.retries)
+		reg.MustRegister(m.commands, m.batchSize, m.txDuration, m.retries, m.commitsAbandoned)
 	}
 	return m
 }

@@ -32,6 +32,11 @@ type rejected struct {
 type valid struct {
 	cmd  *withdrawal.Command
 	hash string
+	// row and event are built before the transaction (JSON, sealing), so
+	// that the transaction only does database work. Used if the key is new.
+	row   store.Withdrawal
+	event store.OutboxEvent
+	err   error // building them failed; fails the store step
 }
 
 func (in *Intake) plan(batch []kafka.Message) plan {
@@ -60,9 +65,20 @@ func (in *Intake) plan(batch []kafka.Message) plan {
 			p.rejections = append(p.rejections, rejected{cmd: cmd, hash: hash, rejection: rejection})
 			continue
 		}
-		p.valid = append(p.valid, valid{cmd: cmd, hash: hash})
+		p.valid = append(p.valid, in.build(cmd, hash))
 	}
 	return p
+}
+
+// build prepares the row and accepted event of a valid command.
+func (in *Intake) build(cmd *withdrawal.Command, hash string) valid {
+	v := valid{cmd: cmd, hash: hash}
+	now := in.opts.Now()
+	v.row, v.err = store.NewWithdrawalRow(withdrawal.NewID(), cmd, hash, in.opts.Keys, now)
+	if v.err == nil {
+		v.event, v.err = outbox.Record(v.row.Event(withdrawal.NewID(), "", now), now)
+	}
+	return v
 }
 
 func (in *Intake) validate(cmd *withdrawal.Command) *withdrawal.Rejection {
@@ -129,26 +145,23 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 				}
 				continue
 			}
-			row, err := store.NewWithdrawalRow(withdrawal.NewID(), v.cmd, v.hash, in.opts.Keys, now)
-			if err != nil {
-				return err
+			if v.err != nil {
+				return v.err
 			}
-			rows = append(rows, row)
-			known[key] = store.KeyHash{ID: row.ID, ParamsHash: v.hash}
+			rows = append(rows, v.row)
+			known[key] = store.KeyHash{ID: v.row.ID, ParamsHash: v.hash}
 			counts[ResultAccepted]++
-			if err := addEvent(row.Event(withdrawal.NewID(), "", now)); err != nil {
-				return err
-			}
+			events = append(events, v.event)
 		}
 		for _, r := range p.rejections {
 			if err := addEvent(rejectionEvent(r.cmd, r.hash, r.rejection, now)); err != nil {
 				return err
 			}
 		}
-		if err := store.InsertWithdrawals(ctx, tx, rows); err != nil {
+		if err := insertWithdrawals(ctx, tx, rows); err != nil {
 			return err
 		}
-		return store.InsertOutbox(ctx, tx, events)
+		return insertOutbox(ctx, tx, events)
 	})
 	in.opts.Metrics.txDuration.Observe(time.Since(started).Seconds())
 	if err != nil {

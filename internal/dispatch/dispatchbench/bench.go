@@ -165,7 +165,7 @@ func startSandbox(dir string, latency time.Duration) (*provider.Registry, *sandb
 		"mchid": mchID, "cert_serial": serial,
 		"private_key_file": write("merchant.pem", sandbox.PrivatePEM(merchant)),
 		"public_key_id":    pk.PublicKeyID, "public_key_file": write("wxpub.pem", []byte(pk.PublicKeyPEM)),
-		"apiv3_key_file":   write("apiv3.key", apiv3),
+		"apiv3_key_file": write("apiv3.key", apiv3),
 	}}})
 	if err != nil {
 		return nil, nil, err

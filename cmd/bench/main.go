@@ -1,0 +1,376 @@
+// Command bench measures the intake against the local env (make env-up):
+// it produces a workload of withdrawal commands to a fresh topic of the real
+// broker, consumes it with the real intake into a fresh database of the real
+// MariaDB, and, on the same data, with a naive one-transaction-per-message
+// consumer; it checks that every command is accounted for, prints a table
+// and writes bench/results/intake.json.
+//
+// Usage:
+//
+//	eval "$(deploy/local/env.sh env)"
+//	go run ./cmd/bench [-n 100000] [-naive 5000] [-cpuprofile intake.pprof]
+//
+// or simply: make bench-intake
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/paycore/withdraw/internal/bench"
+	"github.com/paycore/withdraw/internal/intake"
+	"github.com/paycore/withdraw/internal/kafkautil"
+	"github.com/paycore/withdraw/internal/pii"
+	"github.com/paycore/withdraw/internal/store"
+)
+
+type options struct {
+	n, naive, partitions int
+	batchSize, pipeline  int
+	batchWait            time.Duration
+	cpuProfile, out      string
+	keep, verbose        bool
+}
+
+// Result is one consumer's figures, as written to intake.json.
+type Result struct {
+	Consumer    string  `json:"consumer"`
+	Messages    int     `json:"messages"`
+	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"commands_per_second"`
+	Description string  `json:"description"`
+}
+
+// Report is bench/results/intake.json.
+type Report struct {
+	When        string       `json:"when"`
+	Machine     string       `json:"machine"`
+	Workload    bench.Expect `json:"workload"`
+	Partitions  int          `json:"partitions"`
+	BatchSize   int          `json:"batch_size"`
+	BatchWait   string       `json:"batch_wait"`
+	Pipeline    int          `json:"pipeline"`
+	ProduceSecs float64      `json:"produce_seconds"`
+	Results     []Result     `json:"results"`
+	Speedup     float64      `json:"speedup"`
+	Checked     string       `json:"checked"`
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.n, "n", 100_000, "commands for the intake")
+	flag.IntVar(&o.naive, "naive", 5_000, "commands for the naive consumer (the first ones of the same topic)")
+	flag.IntVar(&o.partitions, "partitions", 6, "partitions of the commands topic")
+	flag.IntVar(&o.batchSize, "batch-size", 1000, "intake batch size (the consumer's default)")
+	flag.IntVar(&o.pipeline, "pipeline", 3, "intake batches in flight (the consumer's default)")
+	flag.DurationVar(&o.batchWait, "batch-wait", 20*time.Millisecond, "intake batch wait (the consumer's default)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the intake run to this file")
+	flag.StringVar(&o.out, "out", "bench/results/intake.json", "where to write the results")
+	flag.BoolVar(&o.keep, "keep", false, "keep the databases and topics")
+	flag.BoolVar(&o.verbose, "v", false, "show the intake's warnings (retries)")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	level := slog.LevelError
+	if o.verbose {
+		level = slog.LevelWarn
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	dsn, brokersEnv := os.Getenv("WITHDRAW_MYSQL_DSN"), os.Getenv("WITHDRAW_KAFKA_BROKERS")
+	if dsn == "" || brokersEnv == "" {
+		return errors.New(`WITHDRAW_MYSQL_DSN and WITHDRAW_KAFKA_BROKERS must be set: eval "$(deploy/local/env.sh env)"`)
+	}
+	brokers := strings.Split(brokersEnv, ",")
+	ctx := context.Background()
+	id := randomHex(4)
+	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("bench"))
+	if err != nil {
+		return err
+	}
+
+	// Topics.
+	commands, dlq := "bench.commands."+id, "bench.dlq."+id
+	if err := kafkautil.EnsureTopics(ctx, brokers, []kafkautil.TopicSpec{
+		{Name: commands, Partitions: o.partitions, ReplicationFactor: 1},
+		{Name: dlq, Partitions: 1, ReplicationFactor: 1},
+	}); err != nil {
+		return err
+	}
+	if !o.keep {
+		defer deleteTopics(brokers, commands, dlq)
+	}
+
+	// Produce.
+	msgs, want := bench.Workload(id, o.n)
+	fmt.Printf("producing %d commands to %s (%d partitions) ...\n", len(msgs), commands, o.partitions)
+	started := time.Now()
+	w := kafkautil.NewWriter(brokers, commands)
+	for i := 0; i < len(msgs); i += 10_000 {
+		if err := w.WriteMessages(ctx, msgs[i:min(i+10_000, len(msgs))]...); err != nil {
+			w.Close()
+			return fmt.Errorf("produce: %w", err)
+		}
+	}
+	w.Close()
+	produced := time.Since(started)
+	fmt.Printf("produced in %s\n", produced.Round(time.Millisecond))
+
+	// The intake.
+	intakeDSN, dropIntake, err := freshDatabase(ctx, dsn, "withdraw_bench_"+id+"_intake")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer dropIntake()
+	}
+	elapsed, err := runIntake(ctx, o, intakeDSN, brokers, commands, dlq, id, keys)
+	if err != nil {
+		return err
+	}
+	checked, err := check(ctx, intakeDSN, brokers, dlq, want)
+	if err != nil {
+		return err
+	}
+
+	// The naive consumer on the first o.naive messages.
+	naiveDSN, dropNaive, err := freshDatabase(ctx, dsn, "withdraw_bench_"+id+"_naive")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer dropNaive()
+	}
+	naiveElapsed, err := runNaive(ctx, o, naiveDSN, brokers, commands, dlq, id, keys)
+	if err != nil {
+		return err
+	}
+
+	rep := Report{
+		When:        time.Now().UTC().Format(time.RFC3339),
+		Machine:     fmt.Sprintf("%s/%s, %d CPUs (MariaDB and Kafka on the same machine), %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version()),
+		Workload:    want,
+		Partitions:  o.partitions,
+		BatchSize:   o.batchSize,
+		BatchWait:   o.batchWait.String(),
+		Pipeline:    o.pipeline,
+		ProduceSecs: produced.Seconds(),
+		Checked:     checked,
+		Results: []Result{
+			{Consumer: "intake", Messages: o.n, Seconds: elapsed.Seconds(), PerSecond: float64(o.n) / elapsed.Seconds(),
+				Description: fmt.Sprintf("internal/intake: batches of up to %d in one transaction, one offset commit per batch", o.batchSize)},
+			{Consumer: "naive", Messages: o.naive, Seconds: naiveElapsed.Seconds(), PerSecond: float64(o.naive) / naiveElapsed.Seconds(),
+				Description: "one transaction (lookup, insert row, insert event) and one offset commit per message"},
+		},
+	}
+	rep.Speedup = rep.Results[0].PerSecond / rep.Results[1].PerSecond
+
+	fmt.Printf("\n%-8s %10s %10s %14s\n", "consumer", "commands", "seconds", "commands/s")
+	for _, r := range rep.Results {
+		fmt.Printf("%-8s %10d %10.2f %14.0f\n", r.Consumer, r.Messages, r.Seconds, r.PerSecond)
+	}
+	fmt.Printf("intake / naive: %.1fx\n%s\n", rep.Speedup, checked)
+
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("wrote", o.out)
+	return nil
+}
+
+// runIntake consumes the whole topic with the real intake and returns the
+// time from its first fetch to its last offset commit.
+func runIntake(ctx context.Context, o options, dsn string, brokers []string, commands, dlq, id string, keys *pii.Keyring) (time.Duration, error) {
+	db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		return 0, err
+	}
+	reader := kafkautil.NewGroupReader(brokers, "bench.intake."+id, commands)
+	defer reader.Close()
+	writer := kafkautil.NewWriter(brokers, "")
+	defer writer.Close()
+	timed := bench.NewTimed(reader, o.n)
+	reg := prometheus.NewRegistry()
+	in, err := intake.New(db, timed, writer, intake.Options{BatchSize: o.batchSize, BatchWait: o.batchWait, Pipeline: o.pipeline, DLQTopic: dlq, Keys: keys,
+		Metrics: intake.NewMetrics(reg)})
+	if err != nil {
+		return 0, err
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	fmt.Printf("intake: consuming %d commands ...\n", o.n)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- in.Run(runCtx) }()
+	select {
+	case <-timed.Done():
+	case err := <-done:
+		cancel()
+		return 0, fmt.Errorf("intake stopped early: %v", err)
+	case <-time.After(10 * time.Minute):
+		cancel()
+		return 0, errors.New("intake did not finish within 10 minutes")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		return 0, err
+	}
+	printHistograms(reg)
+	return timed.Elapsed(), nil
+}
+
+// printHistograms shows the intake's batch sizes and transaction times.
+func printHistograms(reg *prometheus.Registry) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if h := m.GetHistogram(); h != nil && h.GetSampleCount() > 0 {
+				fmt.Printf("  %s: %d samples, mean %.4g\n", mf.GetName(), h.GetSampleCount(), h.GetSampleSum()/float64(h.GetSampleCount()))
+			}
+		}
+	}
+}
+
+// runNaive consumes the first o.naive messages with the naive consumer.
+func runNaive(ctx context.Context, o options, dsn string, brokers []string, commands, dlq, id string, keys *pii.Keyring) (time.Duration, error) {
+	db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		return 0, err
+	}
+	reader := kafkautil.NewGroupReader(brokers, "bench.naive."+id, commands)
+	defer reader.Close()
+	writer := kafkautil.NewWriter(brokers, "")
+	defer writer.Close()
+	timed := bench.NewTimed(reader, o.naive)
+	fmt.Printf("naive: consuming %d commands ...\n", o.naive)
+	naive := &bench.Naive{DB: db, Reader: timed, DLQ: writer, Topic: dlq + ".naive", Keys: keys}
+	if err := kafkautil.EnsureTopics(ctx, brokers, []kafkautil.TopicSpec{{Name: naive.Topic, Partitions: 1, ReplicationFactor: 1}}); err != nil {
+		return 0, err
+	}
+	if !o.keep {
+		defer deleteTopics(brokers, naive.Topic)
+	}
+	if err := naive.Run(ctx, o.naive); err != nil {
+		return 0, err
+	}
+	return timed.Elapsed(), nil
+}
+
+// check proves that every produced command is accounted for.
+func check(ctx context.Context, dsn string, brokers []string, dlq string, want bench.Expect) (string, error) {
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	var withdrawals, accepted, rejected int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM withdrawals").Scan(&withdrawals); err != nil {
+		return "", err
+	}
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE event_type = 'withdrawal.accepted'").Scan(&accepted); err != nil {
+		return "", err
+	}
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE event_type = 'withdrawal.rejected'").Scan(&rejected); err != nil {
+		return "", err
+	}
+	conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], dlq, 0)
+	if err != nil {
+		return "", err
+	}
+	first, last, err := conn.ReadOffsets()
+	conn.Close()
+	if err != nil {
+		return "", err
+	}
+	dead := int(last - first)
+	sum := withdrawals + rejected + dead + want.Duplicates
+	msg := fmt.Sprintf("checked: %d withdrawals (%d accepted events) + %d rejections + %d dead letters + %d identical redeliveries = %d of %d produced",
+		withdrawals, accepted, rejected, dead, want.Duplicates, sum, want.Produced)
+	if withdrawals != want.Accepted || accepted != want.Accepted || rejected != want.Rejected || dead != want.DeadLettered || sum != want.Produced {
+		return "", fmt.Errorf("%s; want %+v", msg, want)
+	}
+	return msg, nil
+}
+
+// freshDatabase creates database name on the server of dsn and returns a DSN
+// for it and a function that drops it.
+func freshDatabase(ctx context.Context, dsn, name string) (string, func(), error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", nil, err
+	}
+	admin := func(stmt string) error {
+		connector, err := mysql.NewConnector(cfg)
+		if err != nil {
+			return err
+		}
+		db := sql.OpenDB(connector)
+		defer db.Close()
+		_, err = db.ExecContext(ctx, stmt)
+		return err
+	}
+	if err := admin("CREATE DATABASE `" + name + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	fresh := cfg.Clone()
+	fresh.DBName = name
+	return fresh.FormatDSN(), func() { _ = admin("DROP DATABASE IF EXISTS `" + name + "`") }, nil
+}
+
+func deleteTopics(brokers []string, topics ...string) {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: tr}
+	_, _ = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: topics})
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,142 @@
+package intake_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/paycore/withdraw/internal/intake"
+	"github.com/paycore/withdraw/internal/pii"
+)
+
+// stuckReader hands out its messages once, then blocks; every commit fails
+// the way kafka-go's does for a generation lost in a rebalance.
+type stuckReader struct {
+	mu      sync.Mutex
+	msgs    []kafka.Message
+	commits atomic.Int64
+}
+
+func (r *stuckReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	r.mu.Lock()
+	if len(r.msgs) > 0 {
+		m := r.msgs[0]
+		r.msgs = r.msgs[1:]
+		r.mu.Unlock()
+		return m, nil
+	}
+	r.mu.Unlock()
+	<-ctx.Done()
+	return kafka.Message{}, ctx.Err()
+}
+
+func (r *stuckReader) CommitMessages(ctx context.Context, msgs ...kafka.Message) error {
+	r.commits.Add(1)
+	return kafka.IllegalGeneration
+}
+
+type dlqSink struct {
+	mu   sync.Mutex
+	msgs []kafka.Message
+}
+
+func (d *dlqSink) WriteMessages(_ context.Context, msgs ...kafka.Message) error {
+	d.mu.Lock()
+	d.msgs = append(d.msgs, msgs...)
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *dlqSink) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.msgs)
+}
+
+// TestCommitGivenUpDoesNotStall proves that an offset commit that fails
+// forever (a lost generation) is given up after CommitGiveUp and the intake
+// goes on with the next batch, instead of stalling its partitions. Only dead
+// letters are used, so no database is needed.
+func TestCommitGivenUpDoesNotStall(t *testing.T) {
+	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := &stuckReader{msgs: []kafka.Message{
+		{Topic: "c", Partition: 0, Offset: 0, Value: []byte("not json")},
+		{Topic: "c", Partition: 0, Offset: 1, Value: []byte("not json either")},
+	}}
+	dlq := &dlqSink{}
+	in, err := intake.New(nil, reader, dlq, intake.Options{
+		BatchSize: 1, Keys: keys, CommitGiveUp: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for dlq.len() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("intake stalled: %d of 2 batches done, %d commit attempts", dlq.len(), reader.commits.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := reader.commits.Load(); n < 4 {
+		t.Errorf("%d commit attempts, want retries before giving up on each of 2 batches", n)
+	}
+	if err := in.Ready(); err != nil {
+		t.Errorf("Ready() = %v after the intake moved on", err)
+	}
+}
+
+// TestFailedWriteIsNeverSkipped is the other half: a failing write (here the dead-letter step; the store step is retried the same way) is
+// retried until shutdown, never given up, and its offsets are not committed.
+func TestFailedWriteIsNeverSkipped(t *testing.T) {
+	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := &stuckReader{msgs: []kafka.Message{{Topic: "c", Value: []byte("not json")}}}
+	failing := writerFunc(func(context.Context, ...kafka.Message) error { return errors.New("broker down") })
+	in, err := intake.New(nil, reader, failing, intake.Options{BatchSize: 1, Keys: keys, CommitGiveUp: 100 * time.Millisecond, ShutdownGrace: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	time.Sleep(700 * time.Millisecond)
+	if in.Ready() == nil {
+		t.Error("Ready() = nil while the dead-letter step keeps failing")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if n := reader.commits.Load(); n != 0 {
+		t.Errorf("%d offset commits of a batch that was never written", n)
+	}
+}
+
+type writerFunc func(context.Context, ...kafka.Message) error
+
+func (f writerFunc) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	return f(ctx, msgs...)
+}
