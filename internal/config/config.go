@@ -47,6 +47,13 @@ type Config struct {
 	DBMaxOpen       int
 	ShutdownTimeout time.Duration
 	LogLevel        string
+
+	// Poller (cmd/poller, package poll).
+	PollInterval    time.Duration
+	PollDailySpec   string
+	PollSchedule    string
+	PollBatchSize   int
+	PollConcurrency int
 }
 
 // setting describes one flag/variable pair.
@@ -83,6 +90,11 @@ func (c *Config) settings() []setting {
 		{"db-max-open", "WITHDRAW_DB_MAX_OPEN", "32", "most open database connections", integer(&c.DBMaxOpen)},
 		{"shutdown-timeout", "WITHDRAW_SHUTDOWN_TIMEOUT", "15s", "how long a SIGTERM waits for in-flight work", duration(&c.ShutdownTimeout)},
 		{"log-level", "WITHDRAW_LOG_LEVEL", "info", "debug, info, warn or error", str(&c.LogLevel)},
+		{"poll-interval", "WITHDRAW_POLL_INTERVAL", "10s", "poller: how often the sweep looks for due status queries (whole seconds, at least 1s)", duration(&c.PollInterval)},
+		{"poll-daily-spec", "WITHDRAW_POLL_DAILY_SPEC", "0 3 * * *", "poller: cron spec (Beijing time) of the daily stuck report and retention", str(&c.PollDailySpec)},
+		{"poll-schedule", "WITHDRAW_POLL_SCHEDULE", "production", "poller: provider timing rules, production or accelerated (sandbox only)", str(&c.PollSchedule)},
+		{"poll-batch-size", "WITHDRAW_POLL_BATCH_SIZE", "200", "poller: most withdrawals claimed by one sweep", integer(&c.PollBatchSize)},
+		{"poll-concurrency", "WITHDRAW_POLL_CONCURRENCY", "16", "poller: most provider queries in flight", integer(&c.PollConcurrency)},
 	}
 }
 
@@ -138,6 +150,15 @@ func (c *Config) validate() error {
 	}
 	if c.TopicPartitions < 1 || c.TopicReplication < 1 {
 		errs = append(errs, errors.New("--topic-partitions and --topic-replication must be at least 1"))
+	}
+	if c.PollInterval < time.Second {
+		errs = append(errs, errors.New("--poll-interval must be at least 1s"))
+	}
+	if c.PollSchedule != "production" && c.PollSchedule != "accelerated" {
+		errs = append(errs, fmt.Errorf("--poll-schedule %q: want production or accelerated", c.PollSchedule))
+	}
+	if c.PollBatchSize < 1 || c.PollConcurrency < 1 {
+		errs = append(errs, errors.New("--poll-batch-size and --poll-concurrency must be at least 1"))
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,147 @@
+// Command poller follows submitted withdrawals at their providers until
+// their outcome is known, receives WeChat Pay's withdraw callbacks, and runs
+// the daily stuck report and retention.
+//
+// Usage:
+//
+//	poller [flags]
+//
+// Every flag is also a WITHDRAW_* environment variable; see --help. It
+// serves on WITHDRAW_HTTP_ADDR: GET /metrics, GET /healthz, GET /readyz and
+// POST /notify/wechatpay/{account} (the notify_url of each WeChat account
+// in WITHDRAW_CONFIG must point there). Any number of instances may run.
+// See docs/poller.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/paycore/withdraw/internal/callback"
+	"github.com/paycore/withdraw/internal/config"
+	"github.com/paycore/withdraw/internal/httpserver"
+	"github.com/paycore/withdraw/internal/kafkautil"
+	"github.com/paycore/withdraw/internal/logging"
+	"github.com/paycore/withdraw/internal/poll"
+	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/provider/clients"
+	"github.com/paycore/withdraw/internal/schedule"
+	"github.com/paycore/withdraw/internal/store"
+)
+
+const summary = "query providers for withdrawal outcomes, receive WeChat Pay withdraw callbacks, report stuck withdrawals"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "poller:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg, err := config.Parse("poller", summary, args, os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log, err := logging.Setup(os.Stderr, cfg.LogLevel, "poller")
+	if err != nil {
+		return err
+	}
+	rules := schedule.Production()
+	if cfg.PollSchedule == "accelerated" {
+		rules = schedule.Accelerated()
+		log.Warn("ACCELERATED provider timing rules: for the sandbox only, never against real providers")
+	}
+	if cfg.ProvidersFile == "" {
+		return errors.New("--config / WITHDRAW_CONFIG is required: the provider accounts to query")
+	}
+	pcfg, err := provider.LoadConfig(cfg.ProvidersFile)
+	if err != nil {
+		return err
+	}
+	copts := clients.Options{Logger: log}
+	registry, err := clients.New(pcfg, copts)
+	if err != nil {
+		return err
+	}
+	wechat, err := clients.WeChatClients(pcfg, copts)
+	if err != nil {
+		return err
+	}
+	for name, c := range wechat {
+		if c.APIv3Key() == nil {
+			log.Warn("WeChat account has no apiv3_key_file: its callbacks will be refused", "account", name)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	db, err := store.OpenMySQL(ctx, cfg.MySQLDSN, store.PoolOptions{MaxOpen: cfg.DBMaxOpen})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("database migrated", "applied", applied)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// ─── OUTBOX RELAY: the lead wires internal/outbox here ──────────────
+	// Start the relay (outbox.NewRelay(db, writer, outbox.RelayOptions{…}))
+	// in its own goroutine with ctx, add its readiness check
+	// (srv.AddCheck("relay", …Ready)), and pass its purge to the daily job:
+	//
+	//	retention = func(ctx context.Context) (int64, error) { return relay.Purge(ctx, 7*24*time.Hour) }
+	var retention func(ctx context.Context) (int64, error)
+	// ────────────────────────────────────────────────────────────────────
+
+	poller, err := poll.New(db, registry, poll.Options{
+		Instance:    cfg.InstanceID,
+		Rules:       rules,
+		SweepSpec:   fmt.Sprintf("@every %s", cfg.PollInterval.Truncate(time.Second)),
+		DailySpec:   cfg.PollDailySpec,
+		BatchSize:   cfg.PollBatchSize,
+		Concurrency: cfg.PollConcurrency,
+		Retention:   retention,
+		Logger:      log,
+		Metrics:     poll.NewMetrics(reg),
+	})
+	if err != nil {
+		return err
+	}
+
+	srv := httpserver.New(reg)
+	srv.AddCheck("mysql", db.Ping)
+	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
+	callback.NewWeChat(db, wechat, poller, log).Register(srv.Mux)
+	if err := srv.Start(cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	log.Info("poller started", "http", srv.Addr(), "accounts", len(pcfg.Accounts), "schedule", cfg.PollSchedule,
+		"interval", cfg.PollInterval, "daily", cfg.PollDailySpec)
+
+	runErr := poller.Run(ctx)
+	log.Info("poller stopping", "err", runErr)
+	// Callbacks in flight finish (WeChat would retry them anyway).
+	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
+	return runErr
+}

@@ -1,0 +1,254 @@
+package poll_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paycore/withdraw/internal/dispatch"
+	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/pii"
+	"github.com/paycore/withdraw/internal/poll"
+	"github.com/paycore/withdraw/internal/provider/providertest"
+	"github.com/paycore/withdraw/internal/provider/sandbox"
+	"github.com/paycore/withdraw/internal/schedule"
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/testenv"
+	"github.com/paycore/withdraw/internal/withdrawal"
+)
+
+// testRules are accelerated rules: first query 300ms after sending, polls
+// every 100-300ms, INIT re-sent after 300ms, succeeded rows followed 30s.
+func testRules() schedule.Rules {
+	r := schedule.Accelerated()
+	r.Fixed = 300 * time.Millisecond
+	r.PollMin, r.PollMax, r.CancelPollMin = 100*time.Millisecond, 300*time.Millisecond, 200*time.Millisecond
+	r.InitResubmitAfter, r.InitAlertAfter = 300*time.Millisecond, time.Minute
+	r.FollowSucceeded = 30 * time.Second
+	return r
+}
+
+type rig struct {
+	t    *testing.T
+	db   *store.DB
+	keys *pii.Keyring
+	env  *providertest.Env
+}
+
+func newRig(t *testing.T, opts sandbox.Options, set ...providertest.Settings) *rig {
+	t.Helper()
+	ctx := context.Background()
+	dsn := testenv.FreshDatabase(t)
+	db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{MaxOpen: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.TickInterval == 0 {
+		opts.TickInterval = 5 * time.Millisecond
+	}
+	return &rig{t: t, db: db, keys: keys, env: providertest.Start(t, opts, set...)}
+}
+
+// seed stores commands as ACCEPTED withdrawals with their first event, as
+// the intake would, and returns their ids by out_request_no.
+func (r *rig) seed(cmds ...*withdrawal.Command) map[string]string {
+	r.t.Helper()
+	now := time.Now().UTC()
+	ids := map[string]string{}
+	var rows []store.Withdrawal
+	var events []store.OutboxEvent
+	for _, c := range cmds {
+		if rej := withdrawal.Validate(c); rej != nil {
+			r.t.Fatalf("%s: %v", c.OutRequestNo, rej)
+		}
+		h, _ := withdrawal.ParamsHash(c)
+		row, err := store.NewWithdrawalRow(withdrawal.NewID(), c, h, r.keys, now)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		rows = append(rows, row)
+		ids[c.OutRequestNo] = row.ID
+		rec, err := outbox.Record(row.Event(withdrawal.NewID(), "", now), now)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		events = append(events, rec)
+	}
+	ctx := context.Background()
+	if err := store.InsertWithdrawals(ctx, r.db.DB, rows); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := store.InsertOutbox(ctx, r.db.DB, events); err != nil {
+		r.t.Fatal(err)
+	}
+	return ids
+}
+
+// runDispatcher runs a dispatcher until the test ends.
+func (r *rig) runDispatcher(name string, rules schedule.Rules) {
+	r.t.Cleanup(r.startDispatcherWith(name, rules))
+}
+
+// startDispatcher runs a dispatcher with the test rules until stop.
+func (r *rig) startDispatcher(name string) (stop func()) {
+	stop = r.startDispatcherWith(name, testRules())
+	r.t.Cleanup(stop)
+	return stop
+}
+
+func (r *rig) startDispatcherWith(name string, rules schedule.Rules) (stop func()) {
+	d := dispatch.New(r.db, r.env.Registry(), r.keys, dispatch.Options{Instance: name, Rules: rules,
+		PollInterval: 20 * time.Millisecond, Logger: quiet()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
+}
+
+// poller builds a poller with test rules and its own metrics registry.
+func (r *rig) poller(name string, opts poll.Options) (*poll.Poller, *prometheus.Registry) {
+	r.t.Helper()
+	opts.Instance = name
+	if opts.Rules == (schedule.Rules{}) {
+		opts.Rules = testRules()
+	}
+	reg := prometheus.NewRegistry()
+	if opts.Metrics == nil {
+		opts.Metrics = poll.NewMetrics(reg)
+	}
+	if opts.Logger == nil {
+		opts.Logger = quiet()
+	}
+	p, err := poll.New(r.db, r.env.Registry(), opts)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return p, reg
+}
+
+// sweepLoop sweeps every interval until the test ends.
+func (r *rig) sweepLoop(p *poll.Poller, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if _, err := p.Sweep(ctx); err != nil && ctx.Err() == nil {
+				r.t.Errorf("sweep: %v", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(every):
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	r.t.Cleanup(stop)
+	return stop
+}
+
+// row loads a withdrawal.
+func (r *rig) row(id string) *store.Withdrawal {
+	r.t.Helper()
+	w, err := store.GetWithdrawal(context.Background(), r.db.DB, id)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return w
+}
+
+// waitState waits until every listed withdrawal is in its wanted state.
+func (r *rig) waitState(timeout time.Duration, want map[string]withdrawal.State) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var bad []string
+		for id, st := range want {
+			if w := r.row(id); w.State != string(st) {
+				bad = append(bad, w.OutRequestNo+"="+w.State+"/"+w.ProviderStatus+" want "+string(st))
+			}
+		}
+		if len(bad) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("not reached after %s: %v", timeout, bad)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// events returns the event payloads of a withdrawal, oldest first, after
+// checking that their versions are 1..n, each once, and that the last
+// matches the row.
+func (r *rig) events(id string) []withdrawal.Event {
+	r.t.Helper()
+	rows, err := store.EventsOf(context.Background(), r.db.DB, id)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	w := r.row(id)
+	var out []withdrawal.Event
+	for i, e := range rows {
+		var ev withdrawal.Event
+		if err := json.Unmarshal(e.Payload, &ev); err != nil {
+			r.t.Fatal(err)
+		}
+		if e.Version != i+1 || ev.Version != i+1 {
+			r.t.Errorf("%s: event %d has version %d (payload %d)", w.OutRequestNo, i, e.Version, ev.Version)
+		}
+		out = append(out, ev)
+	}
+	if len(out) != w.Version {
+		r.t.Errorf("%s: %d events for version %d", w.OutRequestNo, len(out), w.Version)
+	}
+	if len(out) > 0 && string(out[len(out)-1].State) != w.State {
+		r.t.Errorf("%s: last event says %s, row says %s", w.OutRequestNo, out[len(out)-1].State, w.State)
+	}
+	return out
+}
+
+func types(evs []withdrawal.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, string(e.Type))
+	}
+	return out
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// logBuffer is a concurrency-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

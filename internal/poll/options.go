@@ -1,0 +1,114 @@
+package poll
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/paycore/withdraw/internal/schedule"
+)
+
+// Options configure a Poller. Zero values take the documented defaults.
+type Options struct {
+	// Instance names this poller in the audit trail (withdrawal_attempts).
+	Instance string
+	// Rules are the providers' timing rules (default schedule.Production()).
+	Rules schedule.Rules
+	// SweepSpec is the cron spec of the sweep (default "@every 10s").
+	SweepSpec string
+	// DailySpec is the cron spec of the daily job, in Beijing time (default
+	// "0 3 * * *": 03:00 Asia/Shanghai).
+	DailySpec string
+	// BatchSize is the most withdrawals one sweep claims (default 200).
+	BatchSize int
+	// Concurrency is the most provider queries one instance has in flight
+	// (default 16).
+	Concurrency int
+	// QueryRate caps the queries per second per provider account of this
+	// instance (default 20/s, burst 10): the dispatcher's submissions share
+	// the provider's limits.
+	QueryRate  float64
+	QueryBurst int
+	// Lease is how far a claim pushes next_attempt_at ahead, so that other
+	// instances skip the row while this one queries it (default 5m). It
+	// must exceed a sweep's longest run; a late result is dropped, not
+	// applied twice.
+	Lease time.Duration
+
+	// Limits of the daily stuck report (StuckReport).
+	// UnknownStuckAfter: UNKNOWN for longer than this since the first send
+	// (default 24h).
+	UnknownStuckAfter time.Duration
+	// AcceptedStuckAfter: ACCEPTED and never sent for longer than this
+	// (default 1h).
+	AcceptedStuckAfter time.Duration
+	// StuckLogLimit bounds the log lines per reason of one report (default
+	// 1000); the gauge always counts all.
+	StuckLogLimit int
+
+	// Retention, when set, is called by the daily job (the outbox relay's
+	// purge of published rows). It returns the number of rows deleted.
+	Retention func(ctx context.Context) (int64, error)
+
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Defaults of Options.
+const (
+	DefaultSweepSpec = "@every 10s"
+	DefaultDailySpec = "0 3 * * *"
+)
+
+func (o *Options) defaults() {
+	if o.Instance == "" {
+		o.Instance = "poller"
+	}
+	if len(o.Instance) > 64 {
+		o.Instance = o.Instance[:64]
+	}
+	if o.Rules == (schedule.Rules{}) {
+		o.Rules = schedule.Production()
+	}
+	if o.SweepSpec == "" {
+		o.SweepSpec = DefaultSweepSpec
+	}
+	if o.DailySpec == "" {
+		o.DailySpec = DefaultDailySpec
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 200
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.QueryRate <= 0 {
+		o.QueryRate = 20
+	}
+	if o.QueryBurst <= 0 {
+		o.QueryBurst = 10
+	}
+	if o.Lease <= 0 {
+		o.Lease = 5 * time.Minute
+	}
+	if o.UnknownStuckAfter <= 0 {
+		o.UnknownStuckAfter = 24 * time.Hour
+	}
+	if o.AcceptedStuckAfter <= 0 {
+		o.AcceptedStuckAfter = time.Hour
+	}
+	if o.StuckLogLimit <= 0 {
+		o.StuckLogLimit = 1000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Now == nil {
+		o.Now = func() time.Time { return time.Now().UTC() }
+	}
+}

@@ -1,0 +1,449 @@
+// Package poll follows submitted withdrawals at their providers until the
+// outcome is known, and keeps following succeeded WeChat withdrawals for a
+// while in case the bank returns the money (退票).
+//
+// A Poller runs two cron jobs (robfig/cron, Asia/Shanghai, overlapping runs
+// skipped): a frequent sweep and a daily report. The sweep claims due rows
+// (SUBMITTED without a pending re-submission, and SUCCEEDED) with SELECT …
+// FOR UPDATE SKIP LOCKED in a short transaction that pushes their
+// next_attempt_at forward by a lease, so other instances skip them; it then
+// queries the providers outside any transaction and applies each answer in
+// its own transaction through transition.Lock + Apply, only if the row is
+// still the one it claimed (same version, state and lease mark). Any number
+// of pollers may run.
+//
+// The mapping of a provider status to a change (decide) is shared with the
+// provider callbacks (package callback) through Observe, so a query result
+// and a callback carrying the same status write the same thing, once.
+//
+// UNKNOWN withdrawals are not the poller's: settling them may need a
+// byte-identical re-send under the per-merchant cap, which is the
+// dispatcher's job. When the provider wants a re-send (WeChat INIT) the
+// poller sets resubmit_requested and the dispatcher sends.
+package poll
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"golang.org/x/time/rate"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/transition"
+	"github.com/paycore/withdraw/internal/withdrawal"
+)
+
+// ConfigErrorDelay is how long a withdrawal waits when its provider account
+// is not configured in this instance.
+const ConfigErrorDelay = 5 * time.Minute
+
+// Poller is one poller instance. Create it with New.
+type Poller struct {
+	db        *store.DB
+	providers *provider.Registry
+	opts      Options
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+}
+
+// New builds a poller over a migrated database and the provider accounts.
+// It fails on an invalid cron spec.
+func New(db *store.DB, providers *provider.Registry, opts Options) (*Poller, error) {
+	opts.defaults()
+	for _, spec := range []string{opts.SweepSpec, opts.DailySpec} {
+		if _, err := cron.ParseStandard(spec); err != nil {
+			return nil, fmt.Errorf("poll: cron spec %q: %w", spec, err)
+		}
+	}
+	return &Poller{db: db, providers: providers, opts: opts,
+		log: opts.Logger.With("component", "poller"), limiters: map[string]*rate.Limiter{}}, nil
+}
+
+// Metrics returns the poller's metrics (the callback handler counts there).
+func (p *Poller) Metrics() *Metrics { return p.opts.Metrics }
+
+// Run runs the sweep and the daily job on their cron schedules, in Beijing
+// time, until ctx is cancelled; then it waits for a running job to finish.
+// A sweep in flight stops querying at once; claims it could not record are
+// queried again when their lease runs out.
+func (p *Poller) Run(ctx context.Context) error {
+	logger := cronLogger{p.log}
+	c := cron.New(cron.WithLocation(withdrawal.Beijing), cron.WithLogger(logger),
+		cron.WithChain(cron.Recover(logger), cron.SkipIfStillRunning(logger)))
+	if _, err := c.AddFunc(p.opts.SweepSpec, func() {
+		if _, err := p.Sweep(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error("sweep failed", "err", err)
+		}
+	}); err != nil {
+		return fmt.Errorf("poll: sweep spec: %w", err)
+	}
+	if _, err := c.AddFunc(p.opts.DailySpec, func() {
+		if err := p.Daily(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error("daily job failed", "err", err)
+		}
+	}); err != nil {
+		return fmt.Errorf("poll: daily spec: %w", err)
+	}
+	c.Start()
+	p.log.Info("poller started", "sweep", p.opts.SweepSpec, "daily", p.opts.DailySpec+" Asia/Shanghai", "batch", p.opts.BatchSize)
+	<-ctx.Done()
+	<-c.Stop().Done()
+	return nil
+}
+
+// SweepStats describe one sweep.
+type SweepStats struct {
+	Claimed int // rows claimed
+	Queried int // provider queries made
+	Changed int // state changes applied
+	Dropped int // results dropped: the row changed after the claim
+}
+
+// claim is one row this instance claimed.
+type claim struct {
+	row store.Withdrawal
+	// until is the lease mark written into next_attempt_at; the result is
+	// applied only while it is still there (and the version unchanged).
+	until time.Time
+}
+
+// claimColumns are the columns a sweep needs (not the stored request).
+var claimColumns = []string{"id", "channel", "account", "out_request_no", "amount", "params", "state", "version",
+	"provider_status", "provider_ref", "reason_code", "reason", "submissions", "next_attempt_at", "claimed_from",
+	"first_sent_at", "resubmit_requested", "submitted_at", "final_at", "created_at", "updated_at"}
+
+// Sweep claims the due withdrawals once, queries them and records the
+// answers. Run calls it on the sweep schedule; tests and tools may call it
+// directly.
+func (p *Poller) Sweep(ctx context.Context) (SweepStats, error) {
+	start := time.Now()
+	defer func() { p.opts.Metrics.sweepDuration.Observe(time.Since(start).Seconds()) }()
+	claims, err := p.claim(ctx)
+	p.opts.Metrics.claimedPerSwp.Observe(float64(len(claims)))
+	if err != nil {
+		p.opts.Metrics.sweepFailures.Inc()
+		return SweepStats{}, err
+	}
+	var (
+		mu    sync.Mutex
+		stats = SweepStats{Claimed: len(claims)}
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, p.opts.Concurrency)
+	)
+	for _, c := range claims {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			queried, res := p.process(ctx, c)
+			mu.Lock()
+			stats.Queried += queried
+			if res.Changed {
+				stats.Changed++
+			}
+			if res.Dropped {
+				stats.Dropped++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(claims) > 0 {
+		p.log.Debug("sweep done", "claimed", stats.Claimed, "queried", stats.Queried, "changed", stats.Changed,
+			"dropped", stats.Dropped, "took", time.Since(start))
+	}
+	return stats, nil
+}
+
+// claim takes up to BatchSize due rows in one short transaction and moves
+// their next_attempt_at to the lease mark.
+func (p *Poller) claim(ctx context.Context) ([]claim, error) {
+	now := p.opts.Now()
+	until := now.Add(p.opts.Lease).Truncate(time.Microsecond)
+	var out []claim
+	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		out = out[:0]
+		lock := func(q *gorm.DB) *gorm.DB {
+			if p.db.Dialect == store.MySQL {
+				q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked})
+			}
+			return q
+		}
+		var rows []store.Withdrawal
+		// SUBMITTED rows waiting for a re-send are the dispatcher's.
+		if err := lock(tx.Select(claimColumns).
+			Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?", string(withdrawal.StateSubmitted), now, false).
+			Order("next_attempt_at").Limit(p.opts.BatchSize)).Find(&rows).Error; err != nil {
+			return fmt.Errorf("claim submitted: %w", err)
+		}
+		if left := p.opts.BatchSize - len(rows); left > 0 {
+			// SUCCEEDED rows: followed for refunds, or taken once to leave
+			// the sweep (FarFuture) when their channel has none.
+			var more []store.Withdrawal
+			if err := lock(tx.Select(claimColumns).
+				Where("state = ? AND next_attempt_at <= ?", string(withdrawal.StateSucceeded), now).
+				Order("next_attempt_at").Limit(left)).Find(&more).Error; err != nil {
+				return fmt.Errorf("claim succeeded: %w", err)
+			}
+			rows = append(rows, more...)
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		ids := make([]string, len(rows))
+		for i := range rows {
+			ids[i] = rows[i].ID
+		}
+		if err := tx.Model(&store.Withdrawal{}).Where("id IN ?", ids).Update("next_attempt_at", until).Error; err != nil {
+			return fmt.Errorf("lease claimed rows: %w", err)
+		}
+		for i := range rows {
+			out = append(out, claim{row: rows[i], until: until})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// result is what recording an observation did.
+type result struct {
+	Changed bool
+	Dropped bool
+	From    withdrawal.State
+	To      withdrawal.State
+}
+
+// process queries one claimed withdrawal and records the answer. It
+// returns the number of queries made.
+func (p *Poller) process(ctx context.Context, c claim) (int, result) {
+	w := c.row
+	now := p.opts.Now()
+	if d, ok := p.preQuery(&w, now); ok {
+		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(*store.Withdrawal, time.Time) decision { return d })
+		if err != nil {
+			p.log.Error("recording failed", "withdrawal_id", w.ID, "err", err)
+		}
+		return 0, res
+	}
+	ch := withdrawal.Channel(w.Channel)
+	prov, err := p.providers.Get(ch, w.Account)
+	if err != nil {
+		p.log.Error("withdrawal cannot be queried: provider account not configured here", "withdrawal_id", w.ID,
+			"out_request_no", w.OutRequestNo, "channel", w.Channel, "account", w.Account, "alert", true, "err", err)
+		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(w *store.Withdrawal, now time.Time) decision {
+			return decision{write: true, change: transition.Change{To: transition.Resting(w), NextAttemptAt: now.Add(ConfigErrorDelay)}}
+		})
+		if err != nil {
+			p.log.Error("recording failed", "withdrawal_id", w.ID, "err", err)
+		}
+		return 0, res
+	}
+
+	var cmd withdrawal.Command
+	if err := json.Unmarshal(w.Params, &cmd); err != nil {
+		cmd = withdrawal.Command{OutRequestNo: w.OutRequestNo}
+	}
+	key := provider.QueryKeyOf(&cmd, w.ProviderRef)
+	var attempts []store.Attempt
+	ask := func(byRef bool) provider.QueryResult {
+		if err := p.limiter(w.Channel + "/" + w.Account).Wait(ctx); err != nil {
+			return provider.QueryResult{Outcome: provider.Outcome{Kind: provider.KindRetryLater, Err: err}}
+		}
+		start := time.Now()
+		var q provider.QueryResult
+		if byRef {
+			q = prov.QueryByProviderRef(ctx, key)
+		} else {
+			q = prov.QueryByOutRequestNo(ctx, key)
+		}
+		took := time.Since(start)
+		p.opts.Metrics.queries.WithLabelValues(w.Channel, string(q.Kind)).Inc()
+		a := store.Attempt{Operation: OpQuery, StartedAt: start.UTC(), LatencyUS: took.Microseconds(), HTTPStatus: q.HTTPStatus,
+			ProviderCode: q.Code, Outcome: string(q.Kind), Instance: p.opts.Instance}
+		if q.Err != nil {
+			a.Error = q.Err.Error()
+		}
+		attempts = append(attempts, a)
+		return q
+	}
+	q := ask(w.ProviderRef != "")
+	if q.Kind == provider.KindNotFound && w.ProviderRef != "" && ctx.Err() == nil {
+		// Not found by the provider's id: make sure by our own number
+		// before concluding anything.
+		q = ask(false)
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the answer may be a cancellation, not the
+		// provider's. The lease expires and another sweep asks again.
+		return len(attempts), result{}
+	}
+	if q.Alert {
+		p.log.Error("status query needs an operator", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo,
+			"channel", w.Channel, "outcome", q.Outcome, "alert", true)
+	}
+	res, err := p.recordClaimed(context.WithoutCancel(ctx), c, attempts, func(w *store.Withdrawal, now time.Time) decision {
+		return p.decide(w, SourceQuery, q, now, p.lastSentFunc(context.WithoutCancel(ctx), w))
+	})
+	if err != nil {
+		p.log.Error("recording a query result failed; the row is queried again after its lease", "withdrawal_id", w.ID,
+			"out_request_no", w.OutRequestNo, "err", err)
+	}
+	return len(attempts), res
+}
+
+// recordClaimed applies a decision to a claimed row if the row is still as
+// claimed; otherwise only the audit rows are kept.
+func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.Attempt, decideFn func(*store.Withdrawal, time.Time) decision) (result, error) {
+	var res result
+	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res = result{}
+		w, err := transition.Lock(ctx, tx, c.row.ID)
+		if err != nil {
+			return err
+		}
+		if w.Version != c.row.Version || w.State != c.row.State || !w.NextAttemptAt.Equal(c.until) {
+			// Another instance (after our lease ran out) or a callback got
+			// there first; what we learnt is accounted for or asked again.
+			res.Dropped = true
+			p.opts.Metrics.dropped.Inc()
+			p.log.Debug("row changed since it was claimed; result dropped", "withdrawal_id", w.ID,
+				"claimed_version", c.row.Version, "version", w.Version, "state", w.State)
+			return insertAttempts(ctx, tx, w.ID, attempts)
+		}
+		now := p.opts.Now()
+		d := decideFn(w, now)
+		d.change.Attempts = attempts
+		res, err = p.apply(ctx, tx, w, SourceQuery, d, now)
+		return err
+	})
+	return res, err
+}
+
+// Observe applies a provider status learnt outside a sweep (a callback) to
+// the withdrawal with this id, through the same mapping as query results.
+// It is idempotent: a status that tells nothing new writes nothing. audit,
+// when set, is recorded with a change.
+func (p *Poller) Observe(ctx context.Context, id string, src Source, q provider.QueryResult, audit *store.Attempt) (changed bool, err error) {
+	err = p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		changed = false
+		w, err := transition.Lock(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		now := p.opts.Now()
+		d := p.decide(w, src, q, now, p.lastSentFunc(ctx, w))
+		if !d.write {
+			if d.alert != "" {
+				p.log.Error(d.alert, "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "source", src,
+					"state", w.State, "provider_status", q.ProviderStatus, "alert", true)
+			}
+			return nil
+		}
+		if audit != nil && d.change.To != transition.Resting(w) {
+			a := *audit
+			a.Instance = p.opts.Instance
+			d.change.Attempts = []store.Attempt{a}
+		}
+		res, err := p.apply(ctx, tx, w, src, d, now)
+		changed = res.Changed
+		return err
+	})
+	return changed, err
+}
+
+// apply writes a decision to a row locked in tx and accounts for it.
+func (p *Poller) apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, src Source, d decision, now time.Time) (result, error) {
+	from := transition.Resting(w)
+	res := result{From: from, To: d.change.To}
+	if !d.write {
+		return res, insertAttempts(ctx, tx, w.ID, d.change.Attempts)
+	}
+	id, no, status := w.ID, w.OutRequestNo, d.change.ProviderStatus
+	changed, err := transition.Apply(ctx, tx, w, d.change, now)
+	if err != nil {
+		if errors.Is(err, transition.ErrStale) {
+			res.Dropped = true
+			return res, nil
+		}
+		return res, err
+	}
+	res.Changed = changed
+	if d.alert != "" {
+		p.log.Error(d.alert, "withdrawal_id", id, "out_request_no", no, "source", src, "state", w.State,
+			"provider_status", w.ProviderStatus, "alert", true)
+	}
+	if d.resubmit {
+		p.opts.Metrics.resubmits.WithLabelValues(w.Channel).Inc()
+		p.log.Info("re-submission of the identical request requested (INIT)", "withdrawal_id", id, "out_request_no", no)
+	}
+	if changed {
+		p.opts.Metrics.changes.WithLabelValues(string(from), string(d.change.To), string(src)).Inc()
+		p.log.Info("withdrawal status changed", "withdrawal_id", id, "out_request_no", no, "channel", w.Channel,
+			"from", from, "to", d.change.To, "provider_status", status, "version", w.Version, "source", src)
+	}
+	return res, nil
+}
+
+// lastSentFunc returns when the request of w last left for the provider
+// (the latest submit or resubmit in the audit), for the INIT rule.
+func (p *Poller) lastSentFunc(ctx context.Context, w *store.Withdrawal) func() time.Time {
+	return func() time.Time {
+		var last *time.Time
+		err := p.db.WithContext(ctx).Model(&store.Attempt{}).Select("MAX(started_at)").
+			Where("withdrawal_id = ? AND operation IN ?", w.ID, []string{"submit", "resubmit"}).Scan(&last).Error
+		if err != nil || last == nil || last.IsZero() {
+			return firstSent(w)
+		}
+		if fs := firstSent(w); fs.After(*last) {
+			return fs
+		}
+		return *last
+	}
+}
+
+func (p *Poller) limiter(account string) *rate.Limiter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.limiters[account]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(p.opts.QueryRate), p.opts.QueryBurst)
+		p.limiters[account] = l
+	}
+	return l
+}
+
+func insertAttempts(ctx context.Context, tx *gorm.DB, id string, attempts []store.Attempt) error {
+	if len(attempts) == 0 {
+		return nil
+	}
+	for i := range attempts {
+		attempts[i].WithdrawalID = id
+		if r := []rune(attempts[i].Error); len(r) > 512 {
+			attempts[i].Error = string(r[:512])
+		}
+	}
+	return tx.WithContext(ctx).Create(&attempts).Error
+}
+
+// cronLogger adapts slog to cron.Logger; the "skip" of an overlapping run
+// is logged at debug level.
+type cronLogger struct{ l *slog.Logger }
+
+func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug("cron: "+msg, kv...) }
+func (c cronLogger) Error(err error, msg string, kv ...any) {
+	c.l.Error("cron: "+msg, append(kv, "err", err)...)
+}

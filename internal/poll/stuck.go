@@ -1,0 +1,169 @@
+package poll
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/withdrawal"
+)
+
+// Reasons of the stuck report (label "reason" of withdraw_stuck_withdrawals).
+const (
+	// StuckUnknown: UNKNOWN (maybe sent) for longer than UnknownStuckAfter.
+	StuckUnknown = "unknown_too_long"
+	// StuckInit: WeChat INIT for longer than Rules.InitAlertAfter (the
+	// provider says an order may stay INIT up to 7 days).
+	StuckInit = "init_too_long"
+	// StuckQueryWindow: SUBMITTED and older than Rules.QueryWindow: the
+	// provider no longer answers queries about it.
+	StuckQueryWindow = "past_query_window"
+	// StuckNotDispatched: ACCEPTED and never sent for longer than
+	// AcceptedStuckAfter.
+	StuckNotDispatched = "not_dispatched"
+)
+
+// StuckClass is one kind of stuck withdrawal.
+type StuckClass struct {
+	State  withdrawal.State
+	Reason string
+}
+
+// StuckWithdrawal is one stuck withdrawal as logged.
+type StuckWithdrawal struct {
+	ID           string
+	Channel      string
+	Account      string
+	OutRequestNo string
+	State        string
+	Since        time.Time
+}
+
+// StuckReport counts stuck withdrawals per class.
+type StuckReport map[StuckClass]int64
+
+// stuckQuery is the WHERE clause of one class.
+type stuckQuery struct {
+	class StuckClass
+	where string
+	args  func(now time.Time) []any
+	since string // the column the age counts from
+}
+
+func (p *Poller) stuckQueries() []stuckQuery {
+	r := p.opts.Rules
+	sent := "COALESCE(first_sent_at, submitted_at, created_at)"
+	return []stuckQuery{
+		{StuckClass{withdrawal.StateUnknown, StuckUnknown}, "state = ? AND " + sent + " < ?",
+			func(now time.Time) []any {
+				return []any{string(withdrawal.StateUnknown), now.Add(-p.opts.UnknownStuckAfter)}
+			}, sent},
+		{StuckClass{withdrawal.StateSubmitted, StuckInit}, "state = ? AND provider_status = ? AND " + sent + " < ? AND " + sent + " >= ?",
+			func(now time.Time) []any {
+				return []any{string(withdrawal.StateSubmitted), "INIT", now.Add(-r.InitAlertAfter), now.Add(-r.QueryWindow)}
+			}, sent},
+		{StuckClass{withdrawal.StateSubmitted, StuckQueryWindow}, "state = ? AND " + sent + " < ?",
+			func(now time.Time) []any { return []any{string(withdrawal.StateSubmitted), now.Add(-r.QueryWindow)} }, sent},
+		{StuckClass{withdrawal.StateAccepted, StuckNotDispatched}, "state = ? AND created_at < ?",
+			func(now time.Time) []any {
+				return []any{string(withdrawal.StateAccepted), now.Add(-p.opts.AcceptedStuckAfter)}
+			}, "created_at"},
+	}
+}
+
+// ReportStuck counts the withdrawals stuck beyond their limits, sets the
+// withdraw_stuck_withdrawals gauge, and, when logLines is set, logs one line
+// per stuck withdrawal (id, out_request_no; at most StuckLogLimit per
+// class) at error level with alert=true.
+func (p *Poller) ReportStuck(ctx context.Context, logLines bool) (StuckReport, error) {
+	now := p.opts.Now()
+	report := StuckReport{}
+	for _, q := range p.stuckQueries() {
+		var n int64
+		if err := p.db.WithContext(ctx).Model(&store.Withdrawal{}).Where(q.where, q.args(now)...).Count(&n).Error; err != nil {
+			return report, fmt.Errorf("stuck report %s: %w", q.class.Reason, err)
+		}
+		report[q.class] = n
+		p.opts.Metrics.stuck.WithLabelValues(string(q.class.State), q.class.Reason).Set(float64(n))
+		if !logLines || n == 0 {
+			continue
+		}
+		var rows []StuckWithdrawal
+		if err := p.db.WithContext(ctx).Model(&store.Withdrawal{}).
+			Select("id, channel, account, out_request_no, state, "+q.since+" AS since").
+			Where(q.where, q.args(now)...).Order(q.since).Limit(p.opts.StuckLogLimit).Scan(&rows).Error; err != nil {
+			return report, fmt.Errorf("stuck report %s: %w", q.class.Reason, err)
+		}
+		for _, w := range rows {
+			p.log.Error("stuck withdrawal", "reason", q.class.Reason, "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo,
+				"channel", w.Channel, "account", w.Account, "state", w.State, "since", w.Since, "alert", true)
+		}
+		if n > int64(len(rows)) {
+			p.log.Error("more stuck withdrawals not logged", "reason", q.class.Reason, "count", n-int64(len(rows)), "alert", true)
+		}
+	}
+	return report, nil
+}
+
+// dailyLock names the MySQL lock that lets one instance at a time log the
+// stuck withdrawals and run retention; every instance still sets the gauge.
+const dailyLock = "withdraw_poll_daily"
+
+// Daily is the daily job: the stuck report, then the retention hook. With
+// several pollers, the one holding a MySQL named lock logs and runs
+// retention; the others only refresh their gauge.
+func (p *Poller) Daily(ctx context.Context) error {
+	release, leader, err := p.tryLock(ctx)
+	if err != nil {
+		p.log.Warn("daily job: lock unavailable, running as leader", "err", err)
+		leader, release = true, func() {}
+	}
+	defer release()
+	_, err = p.ReportStuck(ctx, leader)
+	if err != nil {
+		p.opts.Metrics.dailyFailures.Inc()
+		return err
+	}
+	if leader && p.opts.Retention != nil {
+		n, err := p.opts.Retention(ctx)
+		p.opts.Metrics.retentionRows.Add(float64(n))
+		if err != nil {
+			p.opts.Metrics.dailyFailures.Inc()
+			return fmt.Errorf("retention: %w", err)
+		}
+		p.log.Info("retention done", "deleted", n)
+	}
+	p.opts.Metrics.dailyLastRun.Set(float64(time.Now().Unix()))
+	return nil
+}
+
+// tryLock takes the daily job's named lock without waiting (MySQL only;
+// elsewhere every instance leads).
+func (p *Poller) tryLock(ctx context.Context) (release func(), ok bool, err error) {
+	if p.db.Dialect != store.MySQL {
+		return func() {}, true, nil
+	}
+	sqlDB, err := p.db.DB.DB()
+	if err != nil {
+		return nil, false, err
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", dailyLock).Scan(&got); err != nil {
+		conn.Close()
+		return nil, false, err
+	}
+	if got.Int64 != 1 {
+		conn.Close()
+		return func() {}, false, nil
+	}
+	return func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", dailyLock)
+		conn.Close()
+	}, true, nil
+}
