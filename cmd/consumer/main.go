@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,12 +35,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/paycore/withdraw/internal/config"
+	"github.com/paycore/withdraw/internal/dispatch"
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/logging"
 	"github.com/paycore/withdraw/internal/pii"
+	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/provider/clients"
+	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
 const summary = "consume withdrawal commands from Kafka into MySQL with a transactional outbox"
@@ -104,6 +110,45 @@ func run(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Provider accounts: the dispatcher needs them, and the intake rejects
+	// commands naming an account that does not exist.
+	var providers *provider.Registry
+	if cfg.ProvidersFile != "" {
+		pcfg, err := provider.LoadConfig(cfg.ProvidersFile)
+		if err != nil {
+			return err
+		}
+		if providers, err = clients.New(pcfg, clients.Options{Logger: log}); err != nil {
+			return err
+		}
+	} else if cfg.DispatchEnabled {
+		return errors.New("--config / WITHDRAW_CONFIG (provider accounts) is required to dispatch; run with --dispatch=false for an intake-only instance")
+	}
+	var disp *dispatch.Dispatcher
+	if cfg.DispatchEnabled {
+		fileSettings, err := dispatch.LoadFileSettings(cfg.ProvidersFile)
+		if err != nil {
+			return err
+		}
+		rules := schedule.Production()
+		if cfg.Schedule == "accelerated" {
+			rules = schedule.Accelerated()
+		}
+		disp = dispatch.New(db, providers, keys, dispatch.Options{
+			Instance:             cfg.InstanceID,
+			MaxInFlight:          cfg.DispatchMaxInFlight,
+			PerMerchant:          cfg.DispatchPerMerchant,
+			PerMerchantOverrides: fileSettings.PerMerchant,
+			LeaseTTL:             cfg.DispatchLeaseTTL,
+			PollInterval:         cfg.DispatchPollInterval,
+			Rates:                fileSettings.Rates,
+			DefaultRate:          dispatch.Rate{PerSecond: cfg.DispatchRate, Burst: cfg.DispatchBurst},
+			Rules:                rules,
+			Logger:               log,
+			Metrics:              dispatch.NewMetrics(reg),
+		})
+	}
+
 	reader := kafkautil.NewGroupReader(cfg.KafkaBrokers, cfg.ConsumerGroup, cfg.CommandsTopic)
 	defer reader.Close()
 	dlq := kafkautil.NewWriter(cfg.KafkaBrokers, "")
@@ -115,6 +160,21 @@ func run(args []string) error {
 	if afterStore != nil {
 		log.Warn("TEST FAILPOINT armed: this process will kill itself", "failpoint", os.Getenv(envFailpoint))
 	}
+	if disp != nil {
+		// New withdrawals are due at once: wake the dispatcher instead of
+		// letting them wait for its next poll.
+		failpointHook := afterStore
+		afterStore = func() {
+			if failpointHook != nil {
+				failpointHook()
+			}
+			disp.Notify()
+		}
+	}
+	var accountConfigured func(withdrawal.Channel, string) bool
+	if providers != nil {
+		accountConfigured = providers.Has
+	}
 	in, err := intake.New(db, reader, dlq, intake.Options{
 		BatchSize:     cfg.IntakeBatchSize,
 		BatchWait:     cfg.IntakeBatchWait,
@@ -124,6 +184,8 @@ func run(args []string) error {
 		Logger:        log,
 		Metrics:       intake.NewMetrics(reg),
 		AfterStore:    afterStore,
+
+		AccountConfigured: accountConfigured,
 	})
 	if err != nil {
 		return err
@@ -138,8 +200,20 @@ func run(args []string) error {
 	}
 	log.Info("consumer started", "http", srv.Addr(), "brokers", cfg.KafkaBrokers, "topic", cfg.CommandsTopic, "group", cfg.ConsumerGroup)
 
+	var wg sync.WaitGroup
+	if disp != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := disp.Run(ctx); err != nil {
+				log.Error("dispatcher stopped", "err", err)
+			}
+		}()
+	}
 	runErr := in.Run(ctx)
 	log.Info("consumer stopping", "err", runErr)
+	stop() // the intake may have ended on its own: stop the rest too
+	wg.Wait()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdown)

@@ -132,6 +132,9 @@ func newSystem(t *testing.T, partitions int) *system {
 		"WITHDRAW_HTTP_ADDR=127.0.0.1:0",
 		"WITHDRAW_INTAKE_BATCH_SIZE=100",
 		"WITHDRAW_SHUTDOWN_TIMEOUT=10s",
+		// These tests are about the intake; the dispatcher is tested in
+		// internal/dispatch against the provider sandbox.
+		"WITHDRAW_DISPATCH=false",
 	)
 	return s
 }

@@ -11,14 +11,14 @@ import (
 )
 
 // cancelTemplate is a valid wechatpay_cancel command (seed 002's shape,
-// payee fields as the provider's ciphertext) with %s for out_request_no and
+// payee fields in plaintext as the command contract carries them) with %s for out_request_no and
 // %d for the amount.
 var cancelTemplate = strings.Join(strings.Fields(`{"channel":"wechatpay_cancel","sub_mchid":"1900000109",
 "out_request_no":"%s","amount":%d,"out_account_type":"BASIC_ACCOUNT","payee_type":"OTHER_MCH",
 "payee_mchid":"1900000109","remark":"特殊理由",
 "payee_info":{"account_type":"ACCOUNT_TYPE_CORPORATE","bank_account_info":{"account_bank":"工商银行",
-"account_name":"AOZdYGISxo4y44/UgZ69bdu9X+tfMUJ9dl+LetjM45/zMbrYu+wWZ8gn4CTdo+D/m9MrPg+V4sm73oxqdQu/hj7aWyDl4GQtPXVdaztB9jVbVZh3QFzV+BEmytMNQp9dt1uWJktlfdDdLR3AMWyMB377xd+m9bSr/ioDTzagEcGe+vLYiKrzcroQv3OR0p3ppFYoQ3IfYeU/04S4t9rNFL+kyblK2FCCqQ11NdbbHoCrJc7NV4oASq6ZFonjTtgjjgKsadIKHXtb3JZKGZjduGdtkRJJp0/0eow96uY1Pk7Rq79Jtt7+I8juwEc4P4TG5xzchG/5IL9DBd+Z0zZXkw==",
-"account_number":"d+xT+MQCvrLHUVDWv/8MR/dB7TkXM2YYZlokmXzFsWs35NXUot7C0NcxIrUF5FnxqCJHkNgKtxa6RxEYyba1+VBRLnqKG2fSy/Y5qDN08Ej9zHCwJjq52Wg1VG8MRugli9YMI1fI83KGBxhuXyemgS/hqFKsfYGiOkJqjTUpgY5VqjtL2N4l4z11T0ECB/aSyVXUysOFGLVfSrUxMPZy6jWWYGvT1+4P633f+R+ki1gT4WF/2KxZOYmli385ZgVhcR30mr4/G3HBcxi13zp7FnEeOsLlvBmI1PHN4C7Rsu3WL8sPndjXTd75kPkyjqnoMRrEEaYQE8ZRGYoeorwC+w==",
+"account_name":"某某商贸有限公司",
+"account_number":"6222020200112233445",
 "bank_branch_id":"402713354941"}},
 "proof_media_list":{"proof_payee_media":[{"proof_media":"jTpGmxUX3FBWVQ5NJTZvlKX_gdU4cRz7z5NxpnFuAxhBTEO_PvWkfSCJ3zVIn001D8daLC-ehEuo0BJqRTvDujqhThn4ReFxikqJ5YW6zFQ",
 "proof_media_type":"WECHAT_PAY_WITHDRAWAL_APPLICATION_TYPE_1"}]}}`), "")

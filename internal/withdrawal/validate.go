@@ -38,10 +38,12 @@ var (
 	}
 )
 
-// maxSensitiveLen bounds names, account and ID numbers. Bank account formats
-// vary too much for a character rule (the provider checks them); the bound
-// only keeps garbage out of the encrypted column.
-const maxSensitiveLen = 512
+// maxSensitiveBytes bounds names, account and ID numbers, in UTF-8 bytes.
+// Each is RSA-OAEP encrypted (SHA-1) with WeChat Pay's 2048-bit key, which
+// takes at most 256 − 2·20 − 2 = 214 bytes: a longer value could be accepted
+// but never sent. Bank account formats vary too much for a character rule;
+// the provider checks them.
+const maxSensitiveBytes = 214
 
 // Validate checks a decoded command against its channel's rules with
 // DefaultRules. It returns nil or a *Rejection naming the first problem.
@@ -142,8 +144,8 @@ func validatePayeeInfo(payeeType string, p *PayeeInfo) *Rejection {
 	}
 	if r := first(
 		required("payee_info.bank_account_info.account_bank", b.AccountBank, 128),
-		required("payee_info.bank_account_info.account_name", b.AccountName, maxSensitiveLen),
-		required("payee_info.bank_account_info.account_number", b.AccountNumber, maxSensitiveLen),
+		sensitive("payee_info.bank_account_info.account_name", b.AccountName),
+		sensitive("payee_info.bank_account_info.account_number", b.AccountNumber),
 		maxLen("payee_info.bank_account_info.bank_branch_id", b.BankBranchID, 32),
 		maxLen("payee_info.bank_account_info.bank_name", b.BankName, 128),
 	); r != nil {
@@ -160,8 +162,8 @@ func validatePayeeInfo(payeeType string, p *PayeeInfo) *Rejection {
 	return first(
 		required("payee_info.identity_info.id_doc_type", id.IDDocType, 0),
 		optionalEnum("payee_info.identity_info.id_doc_type", id.IDDocType, identificationDocTypes),
-		required("payee_info.identity_info.identification_name", id.IdentificationName, maxSensitiveLen),
-		required("payee_info.identity_info.identification_no", id.IdentificationNo, maxSensitiveLen),
+		sensitive("payee_info.identity_info.identification_name", id.IdentificationName),
+		sensitive("payee_info.identity_info.identification_no", id.IdentificationNo),
 	)
 }
 
@@ -296,6 +298,18 @@ func required(field, v string, max int) *Rejection {
 	}
 	if max > 0 {
 		return maxLen(field, v, max)
+	}
+	return nil
+}
+
+// sensitive requires a payee value that fits one RSA-OAEP block. The
+// reason never quotes the value.
+func sensitive(field, v string) *Rejection {
+	if v == "" {
+		return reject(ReasonFieldRequired, field, "required")
+	}
+	if len(v) > maxSensitiveBytes {
+		return reject(ReasonFieldTooLong, field, "%d bytes, at most %d (one RSA-OAEP block)", len(v), maxSensitiveBytes)
 	}
 	return nil
 }

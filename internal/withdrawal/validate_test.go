@@ -141,6 +141,8 @@ func TestValidationRules(t *testing.T) {
 		{"cancel no bank info", ChannelWeChatCancel, func(m map[string]any) { delete(payee(m), "bank_account_info") }, ReasonFieldRequired, "payee_info.bank_account_info"},
 		{"cancel no account number", ChannelWeChatCancel, func(m map[string]any) { delete(bank(m), "account_number") }, ReasonFieldRequired, "payee_info.bank_account_info.account_number"},
 		{"cancel no account name", ChannelWeChatCancel, func(m map[string]any) { delete(bank(m), "account_name") }, ReasonFieldRequired, "payee_info.bank_account_info.account_name"},
+		{"cancel account number too long to encrypt", ChannelWeChatCancel, func(m map[string]any) { bank(m)["account_number"] = strings.Repeat("6", 215) }, ReasonFieldTooLong, "payee_info.bank_account_info.account_number"},
+		{"cancel name too long to encrypt", ChannelWeChatCancel, func(m map[string]any) { bank(m)["account_name"] = strings.Repeat("名", 72) }, ReasonFieldTooLong, "payee_info.bank_account_info.account_name"},
 		{"cancel no bank", ChannelWeChatCancel, func(m map[string]any) { delete(bank(m), "account_bank") }, ReasonFieldRequired, "payee_info.bank_account_info.account_bank"},
 		{"cancel bad id type", ChannelWeChatCancel, func(m map[string]any) {
 			id := map[string]any{"id_doc_type": "PASSPORT", "identification_name": "x", "identification_no": "y"}
