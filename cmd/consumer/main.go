@@ -22,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -40,6 +41,7 @@ import (
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/logging"
+	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/clients"
@@ -48,7 +50,7 @@ import (
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
-const summary = "consume withdrawal commands from Kafka into MySQL with a transactional outbox"
+const summary = "consume withdrawal commands from Kafka into MySQL (with a transactional outbox), execute them at the providers, relay events to Kafka"
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -110,66 +112,54 @@ func run(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Provider accounts: the dispatcher needs them, and the intake rejects
-	// commands naming an account that does not exist.
-	var providers *provider.Registry
-	if cfg.ProvidersFile != "" {
-		pcfg, err := provider.LoadConfig(cfg.ProvidersFile)
-		if err != nil {
-			return err
-		}
-		if providers, err = clients.New(pcfg, clients.Options{Logger: log}); err != nil {
-			return err
-		}
-	} else if cfg.DispatchEnabled {
+	providers, err := loadProviders(cfg, log)
+	if err != nil {
+		return err
+	}
+	if providers == nil && cfg.DispatchEnabled {
 		return errors.New("--config / WITHDRAW_CONFIG (provider accounts) is required to dispatch; run with --dispatch=false for an intake-only instance")
+	}
+	var relay *outbox.Relay
+	if cfg.RelayEnabled {
+		var wait func()
+		relay, wait = outbox.Start(ctx, db, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
+		// On every return: stop the relay (it runs until ctx ends), then
+		// wait for its last batch.
+		defer func() { stop(); wait() }()
+	}
+	// Wake the relay as soon as events are committed, and the dispatcher as
+	// soon as new withdrawals are, instead of letting them wait for a poll.
+	notifyRelay := func() {
+		if relay != nil {
+			relay.Notify()
+		}
 	}
 	var disp *dispatch.Dispatcher
 	if cfg.DispatchEnabled {
-		fileSettings, err := dispatch.LoadFileSettings(cfg.ProvidersFile)
-		if err != nil {
+		if disp, err = newDispatcher(cfg, db, providers, keys, log, reg, notifyRelay); err != nil {
 			return err
 		}
-		rules := schedule.Production()
-		if cfg.Schedule == "accelerated" {
-			rules = schedule.Accelerated()
-		}
-		disp = dispatch.New(db, providers, keys, dispatch.Options{
-			Instance:             cfg.InstanceID,
-			MaxInFlight:          cfg.DispatchMaxInFlight,
-			PerMerchant:          cfg.DispatchPerMerchant,
-			PerMerchantOverrides: fileSettings.PerMerchant,
-			LeaseTTL:             cfg.DispatchLeaseTTL,
-			PollInterval:         cfg.DispatchPollInterval,
-			Rates:                fileSettings.Rates,
-			DefaultRate:          dispatch.Rate{PerSecond: cfg.DispatchRate, Burst: cfg.DispatchBurst},
-			Rules:                rules,
-			Logger:               log,
-			Metrics:              dispatch.NewMetrics(reg),
-		})
 	}
 
 	reader := kafkautil.NewGroupReader(cfg.KafkaBrokers, cfg.ConsumerGroup, cfg.CommandsTopic)
 	defer reader.Close()
 	dlq := kafkautil.NewWriter(cfg.KafkaBrokers, "")
 	defer dlq.Close()
-	afterStore, err := failpoint(os.Getenv(envFailpoint))
+	failpointHook, err := failpoint(os.Getenv(envFailpoint))
 	if err != nil {
 		return err
 	}
-	if afterStore != nil {
+	if failpointHook != nil {
 		log.Warn("TEST FAILPOINT armed: this process will kill itself", "failpoint", os.Getenv(envFailpoint))
 	}
-	if disp != nil {
-		// New withdrawals are due at once: wake the dispatcher instead of
-		// letting them wait for its next poll.
-		failpointHook := afterStore
-		afterStore = func() {
-			if failpointHook != nil {
-				failpointHook()
-			}
+	afterStore := func() {
+		if failpointHook != nil {
+			failpointHook()
+		}
+		if disp != nil {
 			disp.Notify()
 		}
+		notifyRelay()
 	}
 	var accountConfigured func(withdrawal.Channel, string) bool
 	if providers != nil {
@@ -195,6 +185,9 @@ func run(args []string) error {
 	srv.AddCheck("mysql", db.Ping)
 	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
 	srv.AddCheck("intake", func(context.Context) error { return in.Ready() })
+	if relay != nil {
+		srv.AddCheck("relay", func(context.Context) error { return relay.Ready() })
+	}
 	if err := srv.Start(cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
@@ -218,6 +211,47 @@ func run(args []string) error {
 	defer cancel()
 	_ = srv.Shutdown(shutdown)
 	return runErr
+}
+
+// loadProviders reads the provider accounts of WITHDRAW_CONFIG; nil when
+// no file is configured.
+func loadProviders(cfg *config.Config, log *slog.Logger) (*provider.Registry, error) {
+	if cfg.ProvidersFile == "" {
+		return nil, nil
+	}
+	pcfg, err := provider.LoadConfig(cfg.ProvidersFile)
+	if err != nil {
+		return nil, err
+	}
+	return clients.New(pcfg, clients.Options{Logger: log})
+}
+
+// newDispatcher builds the dispatcher from the settings and the per-account
+// overrides of the config file.
+func newDispatcher(cfg *config.Config, db *store.DB, providers *provider.Registry, keys *pii.Keyring,
+	log *slog.Logger, reg prometheus.Registerer, onChange func()) (*dispatch.Dispatcher, error) {
+	fileSettings, err := dispatch.LoadFileSettings(cfg.ProvidersFile)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := schedule.ByName(cfg.Schedule)
+	if err != nil {
+		return nil, err
+	}
+	return dispatch.New(db, providers, keys, dispatch.Options{
+		Instance:             cfg.InstanceID,
+		MaxInFlight:          cfg.DispatchMaxInFlight,
+		PerMerchant:          cfg.DispatchPerMerchant,
+		PerMerchantOverrides: fileSettings.PerMerchant,
+		LeaseTTL:             cfg.DispatchLeaseTTL,
+		PollInterval:         cfg.DispatchPollInterval,
+		Rates:                fileSettings.Rates,
+		DefaultRate:          dispatch.Rate{PerSecond: cfg.DispatchRate, Burst: cfg.DispatchBurst},
+		Rules:                rules,
+		OnChange:             onChange,
+		Logger:               log,
+		Metrics:              dispatch.NewMetrics(reg),
+	}), nil
 }
 
 // envFailpoint names the test failpoint variable; see the package comment.

@@ -84,6 +84,7 @@ type system struct {
 	brokers    []string
 	commands   string
 	dlq        string
+	events     string
 	group      string
 	run        string // letters and digits, in every out_request_no
 	partitions int
@@ -105,10 +106,10 @@ func newSystem(t *testing.T, partitions int) *system {
 
 	s.commands = testenv.UniqueTopic(t, "systest.commands")
 	s.dlq = testenv.UniqueTopic(t, "systest.dlq")
-	events := testenv.UniqueTopic(t, "systest.events")
+	s.events = testenv.UniqueTopic(t, "systest.events")
 	testenv.CreateTopic(t, s.commands, partitions)
 	testenv.CreateTopic(t, s.dlq, 1)
-	testenv.CreateTopic(t, events, 1)
+	testenv.CreateTopic(t, s.events, 3)
 	s.group = testenv.UniqueTopic(t, "systest.group")
 	s.run = s.group[strings.LastIndexByte(s.group, '.')+1:]
 
@@ -126,7 +127,7 @@ func newSystem(t *testing.T, partitions int) *system {
 		"WITHDRAW_KAFKA_BROKERS="+strings.Join(s.brokers, ","),
 		"WITHDRAW_COMMANDS_TOPIC="+s.commands,
 		"WITHDRAW_DLQ_TOPIC="+s.dlq,
-		"WITHDRAW_EVENTS_TOPIC="+events,
+		"WITHDRAW_EVENTS_TOPIC="+s.events,
 		"WITHDRAW_CONSUMER_GROUP="+s.group,
 		"WITHDRAW_PII_KEYS_FILE="+keys,
 		"WITHDRAW_HTTP_ADDR=127.0.0.1:0",

@@ -31,6 +31,7 @@ import (
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/logging"
+	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/clients"
@@ -59,9 +60,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	rules := schedule.Production()
-	if cfg.PollSchedule == "accelerated" {
-		rules = schedule.Accelerated()
+	rules, err := schedule.ByName(cfg.Schedule)
+	if err != nil {
+		return err
+	}
+	if cfg.Schedule == "accelerated" {
 		log.Warn("ACCELERATED provider timing rules: for the sandbox only, never against real providers")
 	}
 	if cfg.ProvidersFile == "" {
@@ -103,14 +106,18 @@ func run(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// ─── OUTBOX RELAY: the lead wires internal/outbox here ──────────────
-	// Start the relay (outbox.NewRelay(db, writer, outbox.RelayOptions{…}))
-	// in its own goroutine with ctx, add its readiness check
-	// (srv.AddCheck("relay", …Ready)), and pass its purge to the daily job:
-	//
-	//	retention = func(ctx context.Context) (int64, error) { return relay.Purge(ctx, 7*24*time.Hour) }
+	// The relay publishes the events the poller and the callbacks write
+	// (and any other instance's: lanes are shared by every relay).
 	var retention func(ctx context.Context) (int64, error)
-	// ────────────────────────────────────────────────────────────────────
+	var relay *outbox.Relay
+	if cfg.RelayEnabled {
+		var wait func()
+		relay, wait = outbox.Start(ctx, db, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
+		// On every return: stop the relay (it runs until ctx ends), then
+		// wait for its last batch.
+		defer func() { stop(); wait() }()
+		retention = func(ctx context.Context) (int64, error) { return relay.Purge(ctx, cfg.OutboxRetention) }
+	}
 
 	poller, err := poll.New(db, registry, poll.Options{
 		Instance:    cfg.InstanceID,
@@ -129,12 +136,15 @@ func run(args []string) error {
 
 	srv := httpserver.New(reg)
 	srv.AddCheck("mysql", db.Ping)
+	if relay != nil {
+		srv.AddCheck("relay", func(context.Context) error { return relay.Ready() })
+	}
 	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
 	callback.NewWeChat(db, wechat, poller, log).Register(srv.Mux)
 	if err := srv.Start(cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
-	log.Info("poller started", "http", srv.Addr(), "accounts", len(pcfg.Accounts), "schedule", cfg.PollSchedule,
+	log.Info("poller started", "http", srv.Addr(), "accounts", len(pcfg.Accounts), "schedule", cfg.Schedule,
 		"interval", cfg.PollInterval, "daily", cfg.PollDailySpec)
 
 	runErr := poller.Run(ctx)

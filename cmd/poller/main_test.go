@@ -50,7 +50,7 @@ func TestBinarySmoke(t *testing.T) {
 	t.Setenv("WITHDRAW_KAFKA_BROKERS", strings.Join(brokers, ","))
 	t.Setenv("WITHDRAW_CONFIG", cfgFile)
 	t.Setenv("WITHDRAW_HTTP_ADDR", addr)
-	t.Setenv("WITHDRAW_POLL_SCHEDULE", "accelerated")
+	t.Setenv("WITHDRAW_SCHEDULE", "accelerated")
 	t.Setenv("WITHDRAW_POLL_INTERVAL", "1s")
 	t.Setenv("WITHDRAW_LOG_LEVEL", "error")
 

@@ -34,6 +34,9 @@ type Config struct {
 	IntakeBatchSize int
 	IntakeBatchWait time.Duration
 
+	RelayEnabled    bool
+	OutboxRetention time.Duration
+
 	DispatchEnabled      bool
 	DispatchMaxInFlight  int
 	DispatchPerMerchant  int
@@ -51,7 +54,6 @@ type Config struct {
 	// Poller (cmd/poller, package poll).
 	PollInterval    time.Duration
 	PollDailySpec   string
-	PollSchedule    string
 	PollBatchSize   int
 	PollConcurrency int
 }
@@ -79,6 +81,8 @@ func (c *Config) settings() []setting {
 		{"instance-id", "WITHDRAW_INSTANCE_ID", host, "name of this instance in leases and the audit trail", str(&c.InstanceID)},
 		{"intake-batch-size", "WITHDRAW_INTAKE_BATCH_SIZE", "1000", "most commands stored in one database transaction", integer(&c.IntakeBatchSize)},
 		{"intake-batch-wait", "WITHDRAW_INTAKE_BATCH_WAIT", "20ms", "longest wait for a batch to fill once its first command arrived", duration(&c.IntakeBatchWait)},
+		{"relay", "WITHDRAW_RELAY", "true", "run the outbox relay (events to Kafka) in this process; many instances are safe", boolean(&c.RelayEnabled)},
+		{"outbox-retention", "WITHDRAW_OUTBOX_RETENTION", "168h", "how long published outbox rows are kept before the daily job deletes them", duration(&c.OutboxRetention)},
 		{"dispatch", "WITHDRAW_DISPATCH", "true", "run the dispatcher (submissions to the providers) in this process", boolean(&c.DispatchEnabled)},
 		{"dispatch-max-in-flight", "WITHDRAW_DISPATCH_MAX_IN_FLIGHT", "64", "most concurrent provider calls of this instance", integer(&c.DispatchMaxInFlight)},
 		{"dispatch-per-merchant", "WITHDRAW_DISPATCH_PER_MERCHANT", "1", "most in-flight submissions per merchant across ALL instances (per-account overrides in the config file)", integer(&c.DispatchPerMerchant)},
@@ -92,7 +96,6 @@ func (c *Config) settings() []setting {
 		{"log-level", "WITHDRAW_LOG_LEVEL", "info", "debug, info, warn or error", str(&c.LogLevel)},
 		{"poll-interval", "WITHDRAW_POLL_INTERVAL", "10s", "poller: how often the sweep looks for due status queries (whole seconds, at least 1s)", duration(&c.PollInterval)},
 		{"poll-daily-spec", "WITHDRAW_POLL_DAILY_SPEC", "0 3 * * *", "poller: cron spec (Beijing time) of the daily stuck report and retention", str(&c.PollDailySpec)},
-		{"poll-schedule", "WITHDRAW_POLL_SCHEDULE", "production", "poller: provider timing rules, production or accelerated (sandbox only)", str(&c.PollSchedule)},
 		{"poll-batch-size", "WITHDRAW_POLL_BATCH_SIZE", "200", "poller: most withdrawals claimed by one sweep", integer(&c.PollBatchSize)},
 		{"poll-concurrency", "WITHDRAW_POLL_CONCURRENCY", "16", "poller: most provider queries in flight", integer(&c.PollConcurrency)},
 	}
@@ -153,9 +156,6 @@ func (c *Config) validate() error {
 	}
 	if c.PollInterval < time.Second {
 		errs = append(errs, errors.New("--poll-interval must be at least 1s"))
-	}
-	if c.PollSchedule != "production" && c.PollSchedule != "accelerated" {
-		errs = append(errs, fmt.Errorf("--poll-schedule %q: want production or accelerated", c.PollSchedule))
 	}
 	if c.PollBatchSize < 1 || c.PollConcurrency < 1 {
 		errs = append(errs, errors.New("--poll-batch-size and --poll-concurrency must be at least 1"))

@@ -36,7 +36,11 @@ func (d *Dispatcher) execute(ctx context.Context, c claimed) {
 		change = d.afterSend(c, out)
 		change.Attempts = append(change.Attempts, att)
 	}
-	if err := d.record(ctx, c, change); err != nil {
+	err := d.record(ctx, c, change)
+	if err == nil && d.opts.OnChange != nil {
+		d.opts.OnChange()
+	}
+	if err != nil {
 		// The claim stays; its lease expires into UNKNOWN and a query
 		// settles it. Nothing is lost, it only costs time.
 		d.log.Error("recording the provider answer failed; the lease will expire into UNKNOWN",

@@ -40,8 +40,11 @@ type Options struct {
 	// ConfigErrorDelay is how long a withdrawal waits when its request
 	// cannot be built or its provider account is missing (default 5m).
 	ConfigErrorDelay time.Duration
-	Logger           *slog.Logger
-	Metrics          *Metrics
+	// OnChange, when set, is called after a transaction that wrote outbox
+	// events commits (the relay's Notify, to publish without waiting).
+	OnChange func()
+	Logger   *slog.Logger
+	Metrics  *Metrics
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }

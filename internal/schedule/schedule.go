@@ -5,6 +5,7 @@
 package schedule
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/paycore/withdraw/internal/withdrawal"
@@ -77,6 +78,18 @@ func Accelerated() Rules {
 		UnknownRetryMin:   200 * time.Millisecond,
 		UnknownRetryMax:   2 * time.Second,
 	}
+}
+
+// ByName returns the rules named by the --schedule setting: "production" or
+// "accelerated".
+func ByName(name string) (Rules, error) {
+	switch name {
+	case "", "production":
+		return Production(), nil
+	case "accelerated":
+		return Accelerated(), nil
+	}
+	return Rules{}, fmt.Errorf("schedule %q: want production or accelerated", name)
 }
 
 // QueryableAt is when the provider's answer to a query about a withdrawal
