@@ -250,6 +250,9 @@ func (d *Dispatcher) take(ctx context.Context, tx *gorm.DB, w *store.Withdrawal,
 		"claimed_from":     w.State,
 		"lease_owner":      d.owner,
 		"lease_expires_at": now.Add(d.opts.LeaseTTL),
+		// A claimed row is next due when its lease expires: the lease sweep
+		// finds it through the (state, next_attempt_at) index like all due work.
+		"next_attempt_at": now.Add(d.opts.LeaseTTL),
 		"updated_at":       now,
 	}
 	var req provider.Request
@@ -296,8 +299,8 @@ func (d *Dispatcher) ExpireLeases(ctx context.Context) (int, error) {
 	n := 0
 	err := d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var rows []store.Withdrawal
-		q := tx.Where("state = ? AND lease_expires_at < ?", string(withdrawal.StateSubmitting), now).
-			Order("lease_expires_at").Limit(100)
+		q := tx.Where("state = ? AND next_attempt_at < ?", string(withdrawal.StateSubmitting), now).
+			Order("next_attempt_at").Limit(100)
 		if d.db.Dialect == store.MySQL {
 			q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked})
 		}

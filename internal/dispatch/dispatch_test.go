@@ -309,8 +309,8 @@ func TestDispatchExpiredLeaseBecomesUnknownThenSettles(t *testing.T) {
 	ctx := context.Background()
 	// A dispatcher whose clock runs 2 minutes ahead sees every lease as
 	// expired; claim by hand, as a crashed instance would have.
-	if err := r.db.Exec("UPDATE withdrawals SET state='SUBMITTING', claimed_from='ACCEPTED', lease_owner='dead:0', lease_expires_at=?, first_sent_at=? WHERE out_request_no='L1'",
-		time.Now().UTC().Add(-time.Second), time.Now().UTC()).Error; err != nil {
+	if err := r.db.Exec("UPDATE withdrawals SET state='SUBMITTING', claimed_from='ACCEPTED', lease_owner='dead:0', lease_expires_at=?, next_attempt_at=?, first_sent_at=? WHERE out_request_no='L1'",
+		time.Now().UTC().Add(-time.Second), time.Now().UTC().Add(-time.Second), time.Now().UTC()).Error; err != nil {
 		t.Fatal(err)
 	}
 	d := r.dispatcher("d1", dispatch.Options{})

@@ -32,29 +32,43 @@ func Decode(value []byte) (*Command, error) {
 	if len(value) > MaxCommandBytes {
 		return nil, &Undecodable{Reason: fmt.Sprintf("value of %d bytes exceeds the %d-byte limit", len(value), MaxCommandBytes)}
 	}
-	id, err := identify(value)
-	if err != nil {
-		return nil, err
-	}
-
+	// The common case, a well-formed command, is parsed once. Only a
+	// command that fails the strict decode is parsed again, leniently, to
+	// find out whether it can be identified at all.
 	var cmd Command
 	dec := json.NewDecoder(bytes.NewReader(value))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cmd); err != nil {
-		return id, decodeRejection(err)
-	}
-	if cmd.Account == "" {
-		cmd.Account = DefaultAccount
-	}
-	for _, raw := range []struct {
-		name string
-		v    json.RawMessage
-	}{{"proof_media_list", cmd.ProofMediaList}, {"additional_materials", cmd.AdditionalMaterials}} {
-		if len(raw.v) > 0 && raw.v[0] != '{' {
-			return id, reject(ReasonInvalidFieldType, raw.name, "must be a JSON object")
+	err := dec.Decode(&cmd)
+	if err == nil && cmd.OutRequestNo != "" && onlySpace(value[dec.InputOffset():]) {
+		if cmd.Account == "" {
+			cmd.Account = DefaultAccount
 		}
+		for _, raw := range []struct {
+			name string
+			v    json.RawMessage
+		}{{"proof_media_list", cmd.ProofMediaList}, {"additional_materials", cmd.AdditionalMaterials}} {
+			if len(raw.v) > 0 && raw.v[0] != '{' {
+				return &Command{Channel: cmd.Channel, Account: cmd.Account, OutRequestNo: cmd.OutRequestNo},
+					reject(ReasonInvalidFieldType, raw.name, "must be a JSON object")
+			}
+		}
+		return &cmd, nil
 	}
-	return &cmd, nil
+	id, ierr := identify(value)
+	if ierr != nil {
+		return nil, ierr
+	}
+	if err == nil {
+		// identify accepted what the strict decode did: unreachable, as
+		// both require one object with a string out_request_no.
+		err = errors.New("malformed command")
+	}
+	return id, decodeRejection(err)
+}
+
+// onlySpace reports whether b is JSON white space only.
+func onlySpace(b []byte) bool {
+	return len(bytes.TrimLeft(b, " \t\r\n")) == 0
 }
 
 // identify extracts the idempotency key from a message, tolerating every

@@ -34,11 +34,10 @@ CREATE TABLE withdrawals (
     -- The idempotency key; out_request_no first so intake can look a batch
     -- up with out_request_no IN (...).
     UNIQUE KEY uq_withdrawals_key (out_request_no, channel, account),
-    -- Dispatcher and poller: due rows of a state.
-    KEY ix_withdrawals_due (state, next_attempt_at),
-    -- Lease expiry sweep and the per-merchant in-flight count.
-    KEY ix_withdrawals_lease (state, lease_expires_at),
-    KEY ix_withdrawals_merchant (merchant_key, state)
+    -- Due rows of a state: the poller's sweep, and the lease sweep (a
+    -- SUBMITTING row is due when its lease expires). Every index costs the
+    -- intake an insert per command, so there are as few as the queries need.
+    KEY ix_withdrawals_due (state, next_attempt_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- Events waiting for (or already through) the relay to Kafka.

@@ -10,7 +10,8 @@ ALTER TABLE withdrawals ADD COLUMN first_sent_at DATETIME(6) NULL;
 -- same per-merchant cap as any submission.
 ALTER TABLE withdrawals ADD COLUMN resubmit_requested TINYINT(1) NOT NULL DEFAULT 0;
 CREATE INDEX ix_withdrawals_resubmit ON withdrawals (resubmit_requested, merchant_key, next_attempt_at);
--- Due work per merchant, read with a loose index scan (one dive per merchant).
+-- Due work per merchant, read with a loose index scan (one dive per
+-- merchant); also the per-merchant count of SUBMITTING rows.
 CREATE INDEX ix_withdrawals_merchant_due ON withdrawals (state, merchant_key, next_attempt_at);
 
 -- One row per merchant: the lock that serialises claims for a merchant

@@ -31,8 +31,6 @@ CREATE TABLE withdrawals (
 );
 CREATE UNIQUE INDEX uq_withdrawals_key ON withdrawals (out_request_no, channel, account);
 CREATE INDEX ix_withdrawals_due ON withdrawals (state, next_attempt_at);
-CREATE INDEX ix_withdrawals_lease ON withdrawals (state, lease_expires_at);
-CREATE INDEX ix_withdrawals_merchant ON withdrawals (merchant_key, state);
 
 CREATE TABLE outbox (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
