@@ -114,48 +114,26 @@ func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 		if err != nil {
 			return err
 		}
+		quota := map[string]int{}
 		var served []string
+		total := 0
 		for _, m := range locked {
-			free := min(d.perMerchant(m)-inFlight[m], budget-len(out))
-			if free <= 0 {
-				continue
-			}
-			var due []store.Withdrawal
-			q := tx.Where("merchant_key = ? AND state IN ? AND next_attempt_at <= ?", m, claimable, now).
-				Order("next_attempt_at").Limit(free)
-			if mysql {
-				q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked})
-			}
-			if err := q.Find(&due).Error; err != nil {
-				return fmt.Errorf("claim withdrawals of %s: %w", m, err)
-			}
-			if resubmit[m] && len(due) < free {
-				var again []store.Withdrawal
-				q := tx.Where("resubmit_requested = ? AND merchant_key = ? AND state = ? AND next_attempt_at <= ?",
-					true, m, string(withdrawal.StateSubmitted), now).Order("next_attempt_at").Limit(free - len(due))
-				if mysql {
-					q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked})
-				}
-				if err := q.Find(&again).Error; err != nil {
-					return fmt.Errorf("claim re-submissions of %s: %w", m, err)
-				}
-				due = append(due, again...)
-			}
-			for i := range due {
-				c, ok, err := d.take(ctx, tx, &due[i], now)
-				if err != nil {
-					return err
-				}
-				if ok {
-					out = append(out, c)
-				}
-			}
-			if len(due) > 0 {
-				served = append(served, m)
-			}
-			if len(out) >= budget {
+			if total >= budget {
 				break
 			}
+			if free := min(d.perMerchant(m)-inFlight[m], budget-total); free > 0 {
+				quota[m] = free
+				total += free
+				served = append(served, m)
+			}
+		}
+		due, err := d.dueRows(tx, served, quota, resubmit, now)
+		if err != nil {
+			return err
+		}
+		out, err = d.takeAll(ctx, tx, due, now)
+		if err != nil {
+			return err
 		}
 		if len(served) > 0 {
 			return tx.Table("dispatch_merchants").Where("merchant_key IN ?", served).Update("last_claimed_at", now).Error
@@ -229,65 +207,177 @@ func (d *Dispatcher) inFlight(tx *gorm.DB, merchants []string) (map[string]int, 
 	return counts, nil
 }
 
-// take moves one locked row to SUBMITTING under this instance's lease. The
-// first time, it builds the provider request and stores its exact bytes in
-// the same transaction, before anything is sent. ok is false when the row
-// cannot be sent now (its provider account is missing or the request cannot
-// be built): it is postponed, not failed, because the money is still owed.
-func (d *Dispatcher) take(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, now time.Time) (c claimed, ok bool, err error) {
-	postpone := func(cause error) (claimed, bool, error) {
-		d.log.Error("withdrawal cannot be sent; postponed", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo,
-			"channel", w.Channel, "account", w.Account, "retry_in", d.opts.ConfigErrorDelay, "alert", true, "err", cause)
-		return claimed{}, false, tx.Model(&store.Withdrawal{}).Where("id = ?", w.ID).
-			Updates(map[string]any{"next_attempt_at": now.Add(d.opts.ConfigErrorDelay), "updated_at": now}).Error
+// dueRows reads, in one statement, the earliest due withdrawals of each
+// merchant up to its quota: one branch per merchant and claimable state,
+// each an ordered range of ix_withdrawals_merchant_due (or
+// ix_withdrawals_resubmit), so a merchant with 10,000 queued costs what one
+// with 3 does. No row locks: the merchant lock rows keep other claimers
+// away, and the claim's UPDATE checks each row's version against anyone
+// else.
+func (d *Dispatcher) dueRows(tx *gorm.DB, merchants []string, quota map[string]int, resubmit map[string]bool, now time.Time) ([]store.Withdrawal, error) {
+	var rows []store.Withdrawal
+	const perStatement = 100 // merchants
+	for start := 0; start < len(merchants); start += perStatement {
+		var branches []string
+		var args []any
+		for _, m := range merchants[start:min(start+perStatement, len(merchants))] {
+			for _, state := range claimable {
+				branches = append(branches, "SELECT * FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
+				args = append(args, state, m, now, quota[m])
+			}
+			if resubmit[m] {
+				branches = append(branches, "SELECT * FROM withdrawals WHERE resubmit_requested = ? AND merchant_key = ? AND next_attempt_at <= ? AND state = ? ORDER BY next_attempt_at LIMIT ?")
+				args = append(args, true, m, now, string(withdrawal.StateSubmitted), quota[m])
+			}
+		}
+		var batch []store.Withdrawal
+		if err := tx.Raw(unionAll(d.db.Dialect, branches), args...).Scan(&batch).Error; err != nil {
+			return nil, fmt.Errorf("due withdrawals: %w", err)
+		}
+		rows = append(rows, batch...)
 	}
+	// The branches of one merchant together may exceed its quota: keep the
+	// earliest.
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].NextAttemptAt.Before(rows[j].NextAttemptAt) })
+	taken := map[string]int{}
+	out := rows[:0]
+	for _, w := range rows {
+		if taken[w.MerchantKey] < quota[w.MerchantKey] {
+			taken[w.MerchantKey]++
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+// unionAll joins ordered, limited SELECTs. MySQL takes each in parentheses;
+// SQLite allows ORDER BY/LIMIT only inside a subquery.
+func unionAll(dialect store.Dialect, branches []string) string {
+	var b strings.Builder
+	for i, q := range branches {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		if dialect == store.SQLite {
+			fmt.Fprintf(&b, "SELECT * FROM (%s) AS b%d", q, i)
+		} else {
+			b.WriteString("(" + q + ")")
+		}
+	}
+	return b.String()
+}
+
+// takeAll moves due rows to SUBMITTING under this instance's lease, in one
+// UPDATE. The first time a row is claimed its provider request is built and
+// its exact bytes are stored in the same statement, before anything is
+// sent. A row that cannot be sent now (its provider account is missing, its
+// request cannot be built) is postponed, not failed: the money is still owed.
+func (d *Dispatcher) takeAll(ctx context.Context, tx *gorm.DB, rows []store.Withdrawal, now time.Time) ([]claimed, error) {
+	out := make([]claimed, 0, len(rows))
+	var ids []any
+	var versionCase, requestCase, serialCase strings.Builder
+	var versionArgs, requestArgs, serialArgs []any
+	for i := range rows {
+		w := &rows[i]
+		c, built, err := d.prepare(ctx, w)
+		if err != nil {
+			d.log.Error("withdrawal cannot be sent; postponed", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo,
+				"channel", w.Channel, "account", w.Account, "retry_in", d.opts.ConfigErrorDelay, "alert", true, "err", err)
+			if err := tx.Model(&store.Withdrawal{}).Where("id = ? AND version = ?", w.ID, w.Version).
+				Updates(map[string]any{"next_attempt_at": now.Add(d.opts.ConfigErrorDelay), "updated_at": now}).Error; err != nil {
+				return nil, fmt.Errorf("postpone %s: %w", w.ID, err)
+			}
+			continue
+		}
+		ids = append(ids, w.ID)
+		versionCase.WriteString(" WHEN ? THEN ?")
+		versionArgs = append(versionArgs, w.ID, w.Version)
+		if built {
+			requestCase.WriteString(" WHEN ? THEN ?")
+			requestArgs = append(requestArgs, w.ID, w.ProviderRequest)
+			serialCase.WriteString(" WHEN ? THEN ?")
+			serialArgs = append(serialArgs, w.ID, c.req.WechatpaySerial)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	lease := now.Add(d.opts.LeaseTTL)
+	// claimed_from = state comes first: MySQL assigns left to right (SQLite
+	// reads old values throughout), so it records the state before the claim.
+	// A claimed row is next due when its lease expires: the lease sweep finds
+	// it through the (state, next_attempt_at) index like all due work.
+	q := "UPDATE withdrawals SET claimed_from = state, state = ?, lease_owner = ?, lease_expires_at = ?, next_attempt_at = ?, " +
+		"updated_at = ?, first_sent_at = COALESCE(first_sent_at, ?)"
+	args := []any{string(withdrawal.StateSubmitting), d.owner, lease, lease, now, now}
+	if len(requestArgs) > 0 {
+		q += ", provider_request = CASE id" + requestCase.String() + " ELSE provider_request END" +
+			", provider_request_serial = CASE id" + serialCase.String() + " ELSE provider_request_serial END"
+		args = append(append(args, requestArgs...), serialArgs...)
+	}
+	// The version guard: a row changed since it was read (a callback, an
+	// operator) is left alone.
+	q += " WHERE id IN ? AND version = CASE id" + versionCase.String() + " END AND state IN ?"
+	args = append(append(append(args, ids), versionArgs...), []string{string(withdrawal.StateAccepted), string(withdrawal.StateUnknown), string(withdrawal.StateSubmitted)})
+	res := tx.Exec(q, args...)
+	if res.Error != nil {
+		return nil, fmt.Errorf("claim %d withdrawals: %w", len(out), res.Error)
+	}
+	if int(res.RowsAffected) != len(out) {
+		var ours []string
+		if err := tx.Model(&store.Withdrawal{}).Where("id IN ? AND state = ? AND lease_owner = ?", ids, string(withdrawal.StateSubmitting), d.owner).
+			Pluck("id", &ours).Error; err != nil {
+			return nil, fmt.Errorf("claimed rows: %w", err)
+		}
+		keep := make(map[string]bool, len(ours))
+		for _, id := range ours {
+			keep[id] = true
+		}
+		kept := out[:0]
+		for _, c := range out {
+			if keep[c.row.ID] {
+				kept = append(kept, c)
+			}
+		}
+		out = kept
+	}
+	for i := range out {
+		w := &out[i].row
+		w.ClaimedFrom, w.State, w.LeaseOwner = w.State, string(withdrawal.StateSubmitting), d.owner
+		w.LeaseExpiresAt, w.NextAttemptAt, w.UpdatedAt = &lease, lease, now
+		if w.FirstSentAt == nil {
+			w.FirstSentAt = &now
+		}
+	}
+	return out, nil
+}
+
+// prepare finds the row's provider and its request: the stored bytes, or
+// (built = true) a request built now and set on w.ProviderRequest.
+func (d *Dispatcher) prepare(ctx context.Context, w *store.Withdrawal) (c claimed, built bool, err error) {
 	prov, err := d.providers.Get(withdrawal.Channel(w.Channel), w.Account)
 	if err != nil {
-		return postpone(err)
-	}
-	updates := map[string]any{
-		"state":            string(withdrawal.StateSubmitting),
-		"claimed_from":     w.State,
-		"lease_owner":      d.owner,
-		"lease_expires_at": now.Add(d.opts.LeaseTTL),
-		// A claimed row is next due when its lease expires: the lease sweep
-		// finds it through the (state, next_attempt_at) index like all due work.
-		"next_attempt_at": now.Add(d.opts.LeaseTTL),
-		"updated_at":       now,
+		return claimed{}, false, err
 	}
 	var req provider.Request
-	if len(w.ProviderRequest) == 0 {
-		cmd, err := w.Command(d.keys)
-		if err != nil {
-			return postpone(err)
+	if len(w.ProviderRequest) > 0 {
+		if err := json.Unmarshal(w.ProviderRequest, &req); err != nil {
+			return claimed{}, false, fmt.Errorf("stored request of %s: %w", w.ID, err)
 		}
-		req, err = prov.BuildSubmit(ctx, cmd)
-		if err != nil {
-			return postpone(err)
-		}
-		stored, err := json.Marshal(req)
-		if err != nil {
-			return postpone(err)
-		}
-		updates["provider_request"] = stored
-		updates["provider_request_serial"] = req.WechatpaySerial
-		w.ProviderRequest = stored
-	} else if err := json.Unmarshal(w.ProviderRequest, &req); err != nil {
-		return postpone(fmt.Errorf("stored request of %s: %w", w.ID, err))
+		return claimed{row: *w, req: req, prov: prov}, false, nil
 	}
-	if w.FirstSentAt == nil {
-		// From here on the request may be on the wire.
-		updates["first_sent_at"] = now
-		w.FirstSentAt = &now
+	cmd, err := w.Command(d.keys)
+	if err != nil {
+		return claimed{}, false, err
 	}
-	res := tx.Model(&store.Withdrawal{}).Where("id = ? AND state = ? AND version = ?", w.ID, w.State, w.Version).Updates(updates)
-	if res.Error != nil {
-		return claimed{}, false, fmt.Errorf("claim %s: %w", w.ID, res.Error)
+	if req, err = prov.BuildSubmit(ctx, cmd); err != nil {
+		return claimed{}, false, err
 	}
-	if res.RowsAffected != 1 {
-		return claimed{}, false, nil // changed since it was read: not ours
+	if w.ProviderRequest, err = json.Marshal(req); err != nil {
+		return claimed{}, false, err
 	}
-	w.ClaimedFrom, w.State, w.LeaseOwner = w.State, string(withdrawal.StateSubmitting), d.owner
+	w.ProviderRequestSerial = req.WechatpaySerial
 	return claimed{row: *w, req: req, prov: prov}, true, nil
 }
 

@@ -227,34 +227,37 @@ func (d *Dispatcher) attempt(op string, start time.Time, took time.Duration, out
 // where the state machine allows it; otherwise only the audit rows are kept.
 func (d *Dispatcher) record(ctx context.Context, c claimed, change transition.Change) error {
 	now := d.opts.Now()
+	for _, a := range change.Attempts {
+		if a.Operation != OpQuery {
+			change.AddSubmissions++
+		}
+	}
 	return d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		w, err := transition.Lock(ctx, tx, c.row.ID)
+		// The common case needs no lock: the claim snapshot is the row as
+		// long as the lease is ours, which Apply's guard checks.
+		w := c.row
+		_, err := transition.Apply(ctx, tx, &w, change, now)
+		if !errors.Is(err, transition.ErrStale) {
+			return err
+		}
+		cur, err := transition.Lock(ctx, tx, c.row.ID)
 		if err != nil {
 			return err
 		}
-		sent := 0
-		for _, a := range change.Attempts {
-			if a.Operation != OpQuery {
-				sent++
+		lateButDefinite := cur.State != string(withdrawal.StateSubmitting) &&
+			change.To != transition.Resting(cur) && withdrawal.CanTransition(withdrawal.State(cur.State), change.To)
+		if !lateButDefinite {
+			d.log.Warn("claim lost before the answer was recorded; keeping the audit only",
+				"withdrawal_id", cur.ID, "out_request_no", cur.OutRequestNo, "state", cur.State, "answer", change.To)
+			if change.AddSubmissions > 0 {
+				if err := tx.Model(&store.Withdrawal{}).Where("id = ?", cur.ID).
+					Update("submissions", gorm.Expr("submissions + ?", change.AddSubmissions)).Error; err != nil {
+					return err
+				}
 			}
+			return insertAttempts(ctx, tx, cur.ID, change.Attempts)
 		}
-		if sent > 0 {
-			if err := tx.Model(&store.Withdrawal{}).Where("id = ?", w.ID).
-				Update("submissions", gorm.Expr("submissions + ?", sent)).Error; err != nil {
-				return err
-			}
-		}
-		ours := w.State == string(withdrawal.StateSubmitting) && w.LeaseOwner == d.owner
-		if !ours {
-			lateButDefinite := w.State != string(withdrawal.StateSubmitting) &&
-				change.To != transition.Resting(w) && withdrawal.CanTransition(withdrawal.State(w.State), change.To)
-			if !lateButDefinite {
-				d.log.Warn("claim lost before the answer was recorded; keeping the audit only",
-					"withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "state", w.State, "answer", change.To)
-				return insertAttempts(ctx, tx, w.ID, change.Attempts)
-			}
-		}
-		_, err = transition.Apply(ctx, tx, w, change, now)
+		_, err = transition.Apply(ctx, tx, cur, change, now)
 		if errors.Is(err, transition.ErrStale) {
 			return nil
 		}

@@ -51,13 +51,16 @@ func gormConfig() *gorm.Config {
 }
 
 // OpenMySQL connects to MySQL or MariaDB with a go-sql-driver DSN. parseTime
-// and loc=UTC are added when the DSN does not set them: every time in the
-// schema is UTC.
+// and loc=UTC are added when the DSN does not set them (every time in the
+// schema is UTC), and so is interpolateParams=true: without it every
+// statement with arguments costs a prepare round trip, which doubled the
+// database time of the intake and the dispatcher. Interpolation is safe with
+// the utf8mb4 connection charset set here.
 func OpenMySQL(ctx context.Context, dsn string, pool PoolOptions) (*DB, error) {
 	if dsn == "" {
 		return nil, errors.New("open mysql: empty DSN")
 	}
-	dsn = withDefaultParams(dsn, map[string]string{"parseTime": "true", "loc": "UTC", "charset": "utf8mb4"})
+	dsn = withDefaultParams(dsn, map[string]string{"parseTime": "true", "loc": "UTC", "charset": "utf8mb4", "interpolateParams": "true"})
 	g, err := gorm.Open(mysql.New(mysql.Config{DSN: dsn, DefaultStringSize: 191}), gormConfig())
 	if err != nil {
 		return nil, fmt.Errorf("open mysql: %w", err)
@@ -135,7 +138,7 @@ func withDefaultParams(dsn string, params map[string]string) string {
 		}
 	}
 	var add []string
-	for _, k := range []string{"parseTime", "loc", "charset"} {
+	for _, k := range []string{"parseTime", "loc", "charset", "interpolateParams"} {
 		if v, ok := params[k]; ok && !present[k] {
 			add = append(add, k+"="+v)
 		}

@@ -42,6 +42,8 @@ type Change struct {
 	// Resubmit, when not nil, sets or clears the request for the
 	// dispatcher to re-send the stored request (WeChat INIT).
 	Resubmit *bool
+	// AddSubmissions is added to the row's count of requests sent.
+	AddSubmissions int
 	// Attempts are audit rows of the provider calls behind the change.
 	Attempts []store.Attempt
 }
@@ -72,10 +74,12 @@ func Resting(w *store.Withdrawal) withdrawal.State {
 	return withdrawal.State(w.State)
 }
 
-// Apply writes a change to a row locked in tx (see Lock) and updates w to
-// match. It releases any claim. A real state change increments the version
-// and writes exactly one event with it; a change the state machine forbids
-// is an error, and nothing is written.
+// Apply writes a change to a row and updates w to match. w is either locked
+// in tx (see Lock) or a snapshot the caller trusts; either way the UPDATE is
+// guarded by the row's id, version, state and lease owner, and ErrStale
+// reports a row that no longer matches, with nothing written. It releases
+// any claim. A real state change increments the version and writes exactly
+// one event with it; a change the state machine forbids is an error.
 func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now time.Time) (evented bool, err error) {
 	from := withdrawal.State(w.State)
 	resting := Resting(w)
@@ -97,6 +101,10 @@ func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now 
 	next.NextAttemptAt, next.UpdatedAt = c.NextAttemptAt, now
 	if c.ProviderStatus != "" {
 		updates["provider_status"], next.ProviderStatus = c.ProviderStatus, c.ProviderStatus
+	}
+	if c.AddSubmissions > 0 {
+		updates["submissions"] = gorm.Expr("submissions + ?", c.AddSubmissions)
+		next.Submissions += c.AddSubmissions
 	}
 	if c.Resubmit != nil {
 		updates["resubmit_requested"], next.ResubmitRequested = *c.Resubmit, *c.Resubmit
@@ -120,7 +128,7 @@ func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now 
 	}
 
 	res := tx.WithContext(ctx).Model(&store.Withdrawal{}).
-		Where("id = ? AND version = ? AND state = ?", w.ID, w.Version, w.State).
+		Where("id = ? AND version = ? AND state = ? AND lease_owner = ?", w.ID, w.Version, w.State, w.LeaseOwner).
 		Updates(updates)
 	if res.Error != nil {
 		return false, fmt.Errorf("update withdrawal %s: %w", w.ID, res.Error)
