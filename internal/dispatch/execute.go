@@ -255,7 +255,10 @@ func (d *Dispatcher) record(ctx context.Context, c claimed, change transition.Ch
 					return err
 				}
 			}
-			return insertAttempts(ctx, tx, cur.ID, change.Attempts)
+			for i := range change.Attempts {
+				change.Attempts[i].WithdrawalID = cur.ID
+			}
+			return store.InsertAttempts(ctx, tx, change.Attempts)
 		}
 		_, err = transition.Apply(ctx, tx, cur, change, now)
 		if errors.Is(err, transition.ErrStale) {
@@ -263,16 +266,6 @@ func (d *Dispatcher) record(ctx context.Context, c claimed, change transition.Ch
 		}
 		return err
 	})
-}
-
-func insertAttempts(ctx context.Context, tx *gorm.DB, id string, attempts []store.Attempt) error {
-	if len(attempts) == 0 {
-		return nil
-	}
-	for i := range attempts {
-		attempts[i].WithdrawalID = id
-	}
-	return tx.WithContext(ctx).Create(&attempts).Error
 }
 
 // reasonCodeOf gives FAILED and REVERSED states found by a query the

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // ErrNotFound is returned when no row matches.
@@ -43,35 +42,6 @@ func FindKeyHashes(ctx context.Context, tx *gorm.DB, nos []string) ([]KeyHash, e
 		return nil, fmt.Errorf("find withdrawals by out_request_no: %w", err)
 	}
 	return rows, nil
-}
-
-// InsertWithdrawals inserts new withdrawals in multi-row statements. A
-// duplicate key is an error: the caller's transaction must roll back and
-// look again, never skip silently.
-func InsertWithdrawals(ctx context.Context, tx *gorm.DB, rows []Withdrawal) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	if err := tx.WithContext(ctx).CreateInBatches(rows, 500).Error; err != nil {
-		return fmt.Errorf("insert %d withdrawals: %w", len(rows), err)
-	}
-	return nil
-}
-
-// InsertOutbox appends events to the outbox. An event whose event_id is
-// already there is skipped: event ids of rejections are derived from the
-// command, so a redelivered rejection is stored once.
-func InsertOutbox(ctx context.Context, tx *gorm.DB, rows []OutboxEvent) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	err := tx.WithContext(ctx).
-		Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "event_id"}}, DoNothing: true}).
-		CreateInBatches(rows, 500).Error
-	if err != nil {
-		return fmt.Errorf("insert %d outbox events: %w", len(rows), err)
-	}
-	return nil
 }
 
 // GetWithdrawal loads one withdrawal by id.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -88,48 +89,64 @@ func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now 
 		return false, fmt.Errorf("withdrawal %s: %s -> %s is not a valid transition", w.ID, from, c.To)
 	}
 
-	updates := map[string]any{
-		"state":            string(c.To),
-		"claimed_from":     "",
-		"lease_owner":      "",
-		"lease_expires_at": nil,
-		"next_attempt_at":  c.NextAttemptAt,
-		"updated_at":       now,
+	// The SET list is built by hand (this is the dispatcher's per-submission
+	// hot path); updated_at always changes, so a matched row always counts
+	// as affected, which is what the stale check below relies on.
+	var set strings.Builder
+	var args []any
+	assign := func(col string, v any) {
+		if set.Len() > 0 {
+			set.WriteString(", ")
+		}
+		set.WriteString(col + " = ?")
+		args = append(args, v)
 	}
 	next := *w
 	next.State, next.ClaimedFrom, next.LeaseOwner, next.LeaseExpiresAt = string(c.To), "", "", nil
 	next.NextAttemptAt, next.UpdatedAt = c.NextAttemptAt, now
+	assign("state", next.State)
+	assign("claimed_from", "")
+	assign("lease_owner", "")
+	assign("lease_expires_at", nil)
+	assign("next_attempt_at", c.NextAttemptAt)
+	assign("updated_at", now)
 	if c.ProviderStatus != "" {
-		updates["provider_status"], next.ProviderStatus = c.ProviderStatus, c.ProviderStatus
+		next.ProviderStatus = c.ProviderStatus
+		assign("provider_status", c.ProviderStatus)
 	}
 	if c.AddSubmissions > 0 {
-		updates["submissions"] = gorm.Expr("submissions + ?", c.AddSubmissions)
 		next.Submissions += c.AddSubmissions
+		set.WriteString(", submissions = submissions + ?")
+		args = append(args, c.AddSubmissions)
 	}
 	if c.Resubmit != nil {
-		updates["resubmit_requested"], next.ResubmitRequested = *c.Resubmit, *c.Resubmit
+		next.ResubmitRequested = *c.Resubmit
+		assign("resubmit_requested", *c.Resubmit)
 	}
 	if c.ProviderRef != "" {
-		updates["provider_ref"], next.ProviderRef = c.ProviderRef, c.ProviderRef
+		next.ProviderRef = c.ProviderRef
+		assign("provider_ref", c.ProviderRef)
 	}
 	if changed {
 		next.Version++
-		updates["version"] = next.Version
 		next.ReasonCode, next.Reason = c.ReasonCode, truncate(c.Reason, 512)
-		updates["reason_code"], updates["reason"] = next.ReasonCode, next.Reason
+		assign("version", next.Version)
+		assign("reason_code", next.ReasonCode)
+		assign("reason", next.Reason)
 		switch c.To {
 		case withdrawal.StateSubmitted:
 			if next.SubmittedAt == nil {
-				updates["submitted_at"], next.SubmittedAt = now, &now
+				next.SubmittedAt = &now
+				assign("submitted_at", now)
 			}
 		case withdrawal.StateFailed, withdrawal.StateReversed, withdrawal.StateSucceeded:
-			updates["final_at"], next.FinalAt = now, &now
+			next.FinalAt = &now
+			assign("final_at", now)
 		}
 	}
-
-	res := tx.WithContext(ctx).Model(&store.Withdrawal{}).
-		Where("id = ? AND version = ? AND state = ? AND lease_owner = ?", w.ID, w.Version, w.State, w.LeaseOwner).
-		Updates(updates)
+	args = append(args, w.ID, w.Version, w.State, w.LeaseOwner)
+	res := tx.WithContext(ctx).Exec("UPDATE withdrawals SET "+set.String()+
+		" WHERE id = ? AND version = ? AND state = ? AND lease_owner = ?", args...)
 	if res.Error != nil {
 		return false, fmt.Errorf("update withdrawal %s: %w", w.ID, res.Error)
 	}
@@ -151,7 +168,7 @@ func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now 
 			c.Attempts[i].WithdrawalID = w.ID
 			c.Attempts[i].Error = truncate(c.Attempts[i].Error, 512)
 		}
-		if err := tx.WithContext(ctx).Create(&c.Attempts).Error; err != nil {
+		if err := store.InsertAttempts(ctx, tx, c.Attempts); err != nil {
 			return false, fmt.Errorf("record attempts of %s: %w", w.ID, err)
 		}
 	}
