@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/paycore/withdraw/internal/admin"
 	"github.com/paycore/withdraw/internal/config"
 	"github.com/paycore/withdraw/internal/dispatch"
 	"github.com/paycore/withdraw/internal/httpserver"
@@ -181,10 +182,14 @@ func run(args []string) error {
 		return err
 	}
 
+	kafkautil.StartLagCollector(ctx, reg, cfg.KafkaBrokers, cfg.ConsumerGroup, cfg.CommandsTopic, cfg.ConsumerLagInterval, log)
 	srv := httpserver.New(reg)
 	srv.AddCheck("mysql", db.Ping)
 	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
 	srv.AddCheck("intake", func(context.Context) error { return in.Ready() })
+	if err := admin.Mount(srv.Mux, db.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
+		return err
+	}
 	if relay != nil {
 		srv.AddCheck("relay", func(context.Context) error { return relay.Ready() })
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/paycore/withdraw/internal/admin"
 	"github.com/paycore/withdraw/internal/callback"
 	"github.com/paycore/withdraw/internal/config"
 	"github.com/paycore/withdraw/internal/httpserver"
@@ -141,6 +142,9 @@ func run(args []string) error {
 	}
 	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
 	callback.NewWeChat(db, wechat, poller, log).Register(srv.Mux)
+	if err := admin.Mount(srv.Mux, db.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
+		return err
+	}
 	if err := srv.Start(cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("http: %w", err)
 	}

@@ -56,6 +56,13 @@ type Config struct {
 	PollDailySpec   string
 	PollBatchSize   int
 	PollConcurrency int
+
+	// AdminTokenFile holds the bearer token of the admin API (package
+	// admin); empty: the admin API is not mounted.
+	AdminTokenFile string
+	// ConsumerLagInterval is how often the intake's consumer lag is
+	// recomputed from the group's committed offsets.
+	ConsumerLagInterval time.Duration
 }
 
 // setting describes one flag/variable pair.
@@ -98,6 +105,8 @@ func (c *Config) settings() []setting {
 		{"poll-daily-spec", "WITHDRAW_POLL_DAILY_SPEC", "0 3 * * *", "poller: cron spec (Beijing time) of the daily stuck report and retention", str(&c.PollDailySpec)},
 		{"poll-batch-size", "WITHDRAW_POLL_BATCH_SIZE", "200", "poller: most withdrawals claimed by one sweep", integer(&c.PollBatchSize)},
 		{"poll-concurrency", "WITHDRAW_POLL_CONCURRENCY", "16", "poller: most provider queries in flight", integer(&c.PollConcurrency)},
+		{"admin-token-file", "WITHDRAW_ADMIN_TOKEN_FILE", "", "file holding the bearer token of the admin API (/v1/withdrawals); empty: the admin API is not served", str(&c.AdminTokenFile)},
+		{"consumer-lag-interval", "WITHDRAW_CONSUMER_LAG_INTERVAL", "5s", "consumer: how often withdraw_intake_consumer_lag is recomputed from the group's committed offsets", duration(&c.ConsumerLagInterval)},
 	}
 }
 
@@ -156,6 +165,9 @@ func (c *Config) validate() error {
 	}
 	if c.PollInterval < time.Second {
 		errs = append(errs, errors.New("--poll-interval must be at least 1s"))
+	}
+	if c.ConsumerLagInterval < 100*time.Millisecond {
+		errs = append(errs, errors.New("--consumer-lag-interval must be at least 100ms"))
 	}
 	if c.PollBatchSize < 1 || c.PollConcurrency < 1 {
 		errs = append(errs, errors.New("--poll-batch-size and --poll-concurrency must be at least 1"))
@@ -233,6 +245,34 @@ func duration(p *time.Duration) func(string) error {
 		*p = d
 		return nil
 	}
+}
+
+// Setting is the public description of one setting: its flag (without
+// dashes), environment variable, default and meaning. Tools with their own
+// small flag sets (cmd/withdrawctl) and the deployment tests use it so that
+// names never drift from what the binaries parse.
+type Setting struct {
+	Flag, Env, Default, Help string
+}
+
+// Settings lists every setting the binaries parse, in --help order.
+func Settings() []Setting {
+	all := (&Config{}).settings()
+	out := make([]Setting, len(all))
+	for i, s := range all {
+		out[i] = Setting{Flag: s.flag, Env: s.env, Default: s.def, Help: s.help}
+	}
+	return out
+}
+
+// Lookup returns the setting of a flag name (without dashes).
+func Lookup(flagName string) (Setting, bool) {
+	for _, s := range Settings() {
+		if s.Flag == flagName {
+			return s, true
+		}
+	}
+	return Setting{}, false
 }
 
 // Markdown renders the settings as the README's configuration table.

@@ -235,7 +235,7 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 	if d, ok := p.preQuery(&w, now); ok {
 		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(*store.Withdrawal, time.Time) decision { return d })
 		if err != nil {
-			p.log.Error("recording failed", "withdrawal_id", w.ID, "err", err)
+			p.log.Error("recording failed", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "err", err)
 		}
 		return 0, res
 	}
@@ -248,7 +248,7 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 			return decision{write: true, change: transition.Change{To: transition.Resting(w), NextAttemptAt: now.Add(ConfigErrorDelay)}}
 		})
 		if err != nil {
-			p.log.Error("recording failed", "withdrawal_id", w.ID, "err", err)
+			p.log.Error("recording failed", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "err", err)
 		}
 		return 0, res
 	}
@@ -320,7 +320,7 @@ func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.At
 			// there first; what we learnt is accounted for or asked again.
 			res.Dropped = true
 			p.opts.Metrics.dropped.Inc()
-			p.log.Debug("row changed since it was claimed; result dropped", "withdrawal_id", w.ID,
+			p.log.Debug("row changed since it was claimed; result dropped", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo,
 				"claimed_version", c.row.Version, "version", w.Version, "state", w.State)
 			return insertAttempts(ctx, tx, w.ID, attempts)
 		}
