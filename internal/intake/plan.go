@@ -161,7 +161,7 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 		if err := insertWithdrawals(ctx, tx, rows); err != nil {
 			return err
 		}
-		return insertOutbox(ctx, tx, events)
+		return insertOutbox(ctx, tx, in.db.Dialect, events)
 	})
 	in.opts.Metrics.txDuration.Observe(time.Since(started).Seconds())
 	if err != nil {

@@ -37,8 +37,12 @@ func insertWithdrawals(ctx context.Context, tx *gorm.DB, rows []store.Withdrawal
 
 // insertOutbox appends events; an event_id already there is skipped (the
 // deterministic ids of redelivered rejections), any other error is not.
-func insertOutbox(ctx context.Context, tx *gorm.DB, rows []store.OutboxEvent) error {
-	return insertRows(ctx, tx, "outbox", outboxColumns, " ON DUPLICATE KEY UPDATE event_id = event_id", len(rows), func(i int, args []any) []any {
+func insertOutbox(ctx context.Context, tx *gorm.DB, dialect store.Dialect, rows []store.OutboxEvent) error {
+	skipDuplicates := " ON DUPLICATE KEY UPDATE event_id = event_id"
+	if dialect == store.SQLite {
+		skipDuplicates = " ON CONFLICT (event_id) DO NOTHING"
+	}
+	return insertRows(ctx, tx, "outbox", outboxColumns, skipDuplicates, len(rows), func(i int, args []any) []any {
 		e := &rows[i]
 		return append(args, e.EventID, e.WithdrawalID, e.EventKey, e.Lane, e.EventType, e.Version, e.Payload, e.CreatedAt)
 	})

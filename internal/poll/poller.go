@@ -233,7 +233,7 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 	w := c.row
 	now := p.opts.Now()
 	if d, ok := p.preQuery(&w, now); ok {
-		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(*store.Withdrawal, time.Time) decision { return d })
+		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(*gorm.DB, *store.Withdrawal, time.Time) decision { return d })
 		if err != nil {
 			p.log.Error("recording failed", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "err", err)
 		}
@@ -244,7 +244,7 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 	if err != nil {
 		p.log.Error("withdrawal cannot be queried: provider account not configured here", "withdrawal_id", w.ID,
 			"out_request_no", w.OutRequestNo, "channel", w.Channel, "account", w.Account, "alert", true, "err", err)
-		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(w *store.Withdrawal, now time.Time) decision {
+		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(_ *gorm.DB, w *store.Withdrawal, now time.Time) decision {
 			return decision{write: true, change: transition.Change{To: transition.Resting(w), NextAttemptAt: now.Add(ConfigErrorDelay)}}
 		})
 		if err != nil {
@@ -295,8 +295,8 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 		p.log.Error("status query needs an operator", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo,
 			"channel", w.Channel, "outcome", q.Outcome, "alert", true)
 	}
-	res, err := p.recordClaimed(context.WithoutCancel(ctx), c, attempts, func(w *store.Withdrawal, now time.Time) decision {
-		return p.decide(w, SourceQuery, q, now, p.lastSentFunc(context.WithoutCancel(ctx), w))
+	res, err := p.recordClaimed(context.WithoutCancel(ctx), c, attempts, func(tx *gorm.DB, w *store.Withdrawal, now time.Time) decision {
+		return p.decide(w, SourceQuery, q, now, p.lastSentFunc(context.WithoutCancel(ctx), tx, w))
 	})
 	if err != nil {
 		p.log.Error("recording a query result failed; the row is queried again after its lease", "withdrawal_id", w.ID,
@@ -307,7 +307,7 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 
 // recordClaimed applies a decision to a claimed row if the row is still as
 // claimed; otherwise only the audit rows are kept.
-func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.Attempt, decideFn func(*store.Withdrawal, time.Time) decision) (result, error) {
+func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.Attempt, decideFn func(*gorm.DB, *store.Withdrawal, time.Time) decision) (result, error) {
 	var res result
 	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res = result{}
@@ -325,7 +325,7 @@ func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.At
 			return insertAttempts(ctx, tx, w.ID, attempts)
 		}
 		now := p.opts.Now()
-		d := decideFn(w, now)
+		d := decideFn(tx, w, now)
 		d.change.Attempts = attempts
 		res, err = p.apply(ctx, tx, w, SourceQuery, d, now)
 		return err
@@ -345,7 +345,7 @@ func (p *Poller) Observe(ctx context.Context, id string, src Source, q provider.
 			return err
 		}
 		now := p.opts.Now()
-		d := p.decide(w, src, q, now, p.lastSentFunc(ctx, w))
+		d := p.decide(w, src, q, now, p.lastSentFunc(ctx, tx, w))
 		if !d.write {
 			if d.alert != "" {
 				p.log.Error(d.alert, "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "source", src,
@@ -399,11 +399,13 @@ func (p *Poller) apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, sr
 }
 
 // lastSentFunc returns when the request of w last left for the provider
-// (the latest submit or resubmit in the audit), for the INIT rule.
-func (p *Poller) lastSentFunc(ctx context.Context, w *store.Withdrawal) func() time.Time {
+// (the latest submit or resubmit in the audit), for the INIT rule. It reads
+// through tx, the transaction holding w: SQLite's single connection is
+// busy with it, so a read through the pool would wait forever.
+func (p *Poller) lastSentFunc(ctx context.Context, tx *gorm.DB, w *store.Withdrawal) func() time.Time {
 	return func() time.Time {
 		var last *time.Time
-		err := p.db.WithContext(ctx).Model(&store.Attempt{}).Select("MAX(started_at)").
+		err := tx.WithContext(ctx).Model(&store.Attempt{}).Select("MAX(started_at)").
 			Where("withdrawal_id = ? AND operation IN ?", w.ID, []string{"submit", "resubmit"}).Scan(&last).Error
 		if err != nil || last == nil || last.IsZero() {
 			return firstSent(w)
