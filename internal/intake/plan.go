@@ -158,10 +158,10 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 				return err
 			}
 		}
-		if err := insertWithdrawals(ctx, tx, rows); err != nil {
+		if err := store.InsertWithdrawals(ctx, tx, rows); err != nil {
 			return err
 		}
-		return insertOutbox(ctx, tx, in.db.Dialect, events)
+		return store.InsertOutbox(ctx, tx, events)
 	})
 	in.opts.Metrics.txDuration.Observe(time.Since(started).Seconds())
 	if err != nil {
