@@ -330,7 +330,77 @@ func TestPrometheusScrapes(t *testing.T) {
 		t.Cleanup(srv.Close)
 		targets[job] = strings.TrimPrefix(srv.URL, "http://")
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	waitFor, api := runPrometheus(ctx, t, server, targets)
+	waitFor(`up{job="consumer"} == 1`, 1)
+	waitFor(`up{job="poller"} == 1`, 1)
+	waitFor(`withdraw_intake_batch_size_count{job="consumer"}`, 1)
+	waitFor(`withdraw_outbox_pending_rows{job="poller"}`, 1)
+	waitFor(`withdraw_poll_daily_last_success_timestamp_seconds{job="poller"}`, 1)
+	waitFor(`withdraw_intake_consumer_lag_errors_total{job="consumer"}`, 1)
+	waitFor(`count by (job) ({__name__=~"withdraw_.+"})`, 2)
+	checkRulesEvaluate(ctx, t, api)
+}
 
+// TestPrometheusScrapesDevstack points the real Prometheus, with the
+// repository's configuration and rules, at a running devstack (the whole
+// product in one process) and checks through Prometheus's HTTP API that the
+// project's metrics are scraped from it.
+func TestPrometheusScrapesDevstack(t *testing.T) {
+	_, server := needPrometheus(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "devstack")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/paycore/withdraw/cmd/devstack").CombinedOutput(); err != nil {
+		t.Fatalf("build devstack: %v\n%s", err, out)
+	}
+	httpAddr := freeAddr(t)
+	dev := exec.Command(bin, "--fresh", "--data-dir", filepath.Join(dir, "data"), "--kafka-addr", freeAddr(t),
+		"--sandbox-addr", freeAddr(t), "--http-addr", httpAddr)
+	var devLog strings.Builder
+	dev.Stdout, dev.Stderr = &devLog, &devLog
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = dev.Process.Signal(os.Interrupt)
+		_ = dev.Wait()
+		if t.Failed() {
+			t.Logf("devstack output:\n%s", devLog.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("devstack not ready: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The devstack serves the consumer's and the poller's metrics on one
+	// address: both jobs scrape it.
+	waitFor, api := runPrometheus(ctx, t, server, map[string]string{"consumer": httpAddr, "poller": httpAddr})
+	waitFor(`up{job="consumer"} == 1`, 1)
+	waitFor(`up{job="poller"} == 1`, 1)
+	waitFor(`withdraw_intake_batch_size_count{job="consumer"}`, 1)
+	waitFor(`withdraw_dispatch_in_flight{job="consumer"}`, 1)
+	waitFor(`withdraw_outbox_pending_rows{job="poller"}`, 1)
+	checkRulesEvaluate(ctx, t, api)
+}
+
+// runPrometheus starts the real Prometheus with the repository's
+// prometheus.yml and alerts.yml, its jobs pointed at targets, and returns a
+// function waiting for a query to return at least n series, and the API
+// base URL.
+func runPrometheus(ctx context.Context, t *testing.T, server string, targets map[string]string) (waitFor func(q string, n int), api string) {
+	t.Helper()
 	// The repository's config, with local targets, a 1s interval and the
 	// rules by absolute path.
 	b, err := os.ReadFile("prometheus.yml")
@@ -366,8 +436,6 @@ func TestPrometheusScrapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	cmd := exec.Command(server, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
 	var logs strings.Builder
@@ -383,7 +451,7 @@ func TestPrometheusScrapes(t *testing.T) {
 		}
 	})
 
-	api := "http://" + addr + "/api/v1/"
+	api = "http://" + addr + "/api/v1/"
 	query := func(q string) ([]map[string]any, error) {
 		var res struct {
 			Status string `json:"status"`
@@ -399,7 +467,7 @@ func TestPrometheusScrapes(t *testing.T) {
 		}
 		return res.Data.Result, nil
 	}
-	waitFor := func(q string, n int) {
+	waitFor = func(q string, n int) {
 		t.Helper()
 		var last []map[string]any
 		var err error
@@ -411,14 +479,13 @@ func TestPrometheusScrapes(t *testing.T) {
 		}
 		t.Fatalf("query %s: %v, %v (want %d series)", q, last, err, n)
 	}
-	waitFor(`up{job="consumer"} == 1`, 1)
-	waitFor(`up{job="poller"} == 1`, 1)
-	waitFor(`withdraw_intake_batch_size_count{job="consumer"}`, 1)
-	waitFor(`withdraw_outbox_pending_rows{job="poller"}`, 1)
-	waitFor(`withdraw_poll_daily_last_success_timestamp_seconds{job="poller"}`, 1)
-	waitFor(`withdraw_intake_consumer_lag_errors_total{job="consumer"}`, 1)
-	waitFor(`count by (job) ({__name__=~"withdraw_.+"})`, 2)
+	return waitFor, api
+}
 
+// checkRulesEvaluate waits until every alert rule has been evaluated
+// without an error.
+func checkRulesEvaluate(ctx context.Context, t *testing.T, api string) {
+	t.Helper()
 	// The rules are loaded and evaluate without errors.
 	var rulesRes struct {
 		Data struct {
