@@ -36,13 +36,18 @@ func NewGroupReader(brokers []string, group, topic string) *kafka.Reader {
 // batch timeout that makes single writes slow.
 func NewWriter(brokers []string, topic string) *kafka.Writer {
 	return &kafka.Writer{
-		Addr:                   kafka.TCP(brokers...),
-		Topic:                  topic,
-		Balancer:               &kafka.Murmur2Balancer{}, // same key, same partition as a Java producer
-		RequiredAcks:           kafka.RequireAll,
-		BatchTimeout:           5 * time.Millisecond,
-		BatchSize:              1000,
-		MaxAttempts:            3,
+		Addr:         kafka.TCP(brokers...),
+		Topic:        topic,
+		Balancer:     &kafka.Murmur2Balancer{}, // same key, same partition as a Java producer
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 5 * time.Millisecond,
+		BatchSize:    1000,
+		// Leadership moves (a broker restart, a new topic whose partitions
+		// are still being set up) answer NOT_LEADER for a moment: retry for
+		// a few seconds before the caller's own retry takes over.
+		MaxAttempts:            10,
+		WriteBackoffMin:        100 * time.Millisecond,
+		WriteBackoffMax:        time.Second,
 		WriteTimeout:           10 * time.Second,
 		AllowAutoTopicCreation: false,
 		// Its own transport rather than the process-wide default: metadata
