@@ -4,6 +4,9 @@
 #   make env-down    stop them (data kept; deploy/local/env.sh down --wipe to delete)
 #   make test        vet + env-up + all tests with -race against the local env,
 #                    then the outage tests (they stop the shared servers) serially
+#   make bench       every benchmark of issue 8, median of 3 runs each
+#                    (bench/results/latest.json; see docs/bench.md)
+#   make bench-quick the same, one run each, small volumes (< 2 minutes)
 #   make bench-intake  intake throughput vs a naive consumer (bench/results/intake.json)
 #   make test-short  unit tests only (-short), no env needed
 #   make vet         go vet + gofmt check
@@ -16,7 +19,7 @@ ENV_SH      := bash deploy/local/env.sh
 # Go files to gofmt-check: everything except local env state and vendored code.
 GO_FILES = $(shell find . \( -path ./.localenv -o -path ./.devstack -o -path ./vendor -o -path ./.git \) -prune -o -name '*.go' -print)
 
-.PHONY: env-up env-down test test-short vet bench bench-intake
+.PHONY: env-up env-down test test-short vet bench bench-quick bench-intake
 
 env-up:
 	$(ENV_SH) up
@@ -48,5 +51,13 @@ vet:
 		echo "gofmt needed on:"; echo "$$unformatted"; exit 1; \
 	fi
 
-bench:
-	@echo "not yet"
+# Intake, naive intake, dispatch, RSA signing, relay, end-to-end throughput,
+# latency at 500 commands/s and peak RSS of the consumer and sandbox
+# binaries, against the local env; prints a table and writes
+# bench/results/latest.json (docs/bench.md). BENCH_FLAGS adds flags, e.g.
+# BENCH_FLAGS='--only e2e'.
+bench: env-up
+	eval "$$($(ENV_SH) env)" && $(GO) run ./cmd/bench all $(BENCH_FLAGS)
+
+bench-quick: env-up
+	eval "$$($(ENV_SH) env)" && $(GO) run ./cmd/bench all --quick $(BENCH_FLAGS)

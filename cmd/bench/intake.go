@@ -1,23 +1,15 @@
-// Command bench measures the intake against the local env (make env-up):
-// it produces a workload of withdrawal commands to a fresh topic of the real
-// broker, consumes it with the real intake into a fresh database of the real
-// MariaDB, and, on the same data, with a naive one-transaction-per-message
-// consumer; it checks that every command is accounted for, prints a table
-// and writes bench/results/intake.json.
-//
-// Usage:
-//
-//	eval "$(deploy/local/env.sh env)"
-//	go run ./cmd/bench [-n 100000] [-naive 5000] [-cpuprofile intake.pprof]
-//
-// or simply: make bench-intake
 package main
+
+// The intake benchmark (`bench intake`, and `bench` with no subcommand, as
+// make bench-intake runs it): it produces a workload of withdrawal commands
+// to a fresh topic of the real broker, consumes it with the real intake
+// into a fresh database of the real MariaDB, and, on the same data, with a
+// naive one-transaction-per-message consumer; it checks that every command
+// is accounted for, prints a table and writes bench/results/intake.json.
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -30,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	_ "github.com/go-sql-driver/mysql" // database/sql driver of check
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
@@ -73,41 +65,76 @@ type Report struct {
 	Checked     string       `json:"checked"`
 }
 
-func main() {
-	var o options
-	flag.IntVar(&o.n, "n", 100_000, "commands for the intake")
-	flag.IntVar(&o.naive, "naive", 5_000, "commands for the naive consumer (the first ones of the same topic)")
-	flag.IntVar(&o.partitions, "partitions", 6, "partitions of the commands topic")
-	flag.IntVar(&o.batchSize, "batch-size", 1000, "intake batch size (the consumer's default)")
-	flag.IntVar(&o.pipeline, "pipeline", 3, "intake batches in flight (the consumer's default)")
-	flag.DurationVar(&o.batchWait, "batch-wait", 20*time.Millisecond, "intake batch wait (the consumer's default)")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the intake run to this file")
-	flag.StringVar(&o.out, "out", "bench/results/intake.json", "where to write the results")
-	flag.BoolVar(&o.keep, "keep", false, "keep the databases and topics")
-	flag.BoolVar(&o.verbose, "v", false, "show the intake's warnings (retries)")
-	flag.Parse()
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+// intakeFlags declares the intake benchmark's flags on fs.
+func intakeFlags(fs *flag.FlagSet, o *options) {
+	fs.IntVar(&o.n, "n", 100_000, "commands for the intake")
+	fs.IntVar(&o.naive, "naive", 5_000, "commands for the naive consumer (the first ones of the same topic)")
+	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the commands topic")
+	fs.IntVar(&o.batchSize, "batch-size", 1000, "intake batch size (the consumer's default)")
+	fs.IntVar(&o.pipeline, "pipeline", 3, "intake batches in flight (the consumer's default)")
+	fs.DurationVar(&o.batchWait, "batch-wait", 20*time.Millisecond, "intake batch wait (the consumer's default)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the intake run to this file")
+	fs.StringVar(&o.out, "out", "bench/results/intake.json", "where to write the results")
+	fs.BoolVar(&o.keep, "keep", false, "keep the databases and topics")
+	fs.BoolVar(&o.verbose, "v", false, "show the intake's warnings (retries)")
 }
 
-func run(o options) error {
+// intakeMain is `bench intake [flags]`: the intake benchmark alone, its
+// report written to -out.
+func intakeMain(args []string) error {
+	var o options
+	fs := flag.NewFlagSet("bench intake", flag.ContinueOnError)
+	intakeFlags(fs, &o)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	setLogLevel(o.verbose)
+	rep, err := intakeBench(context.Background(), o)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("wrote", o.out)
+	return nil
+}
+
+func setLogLevel(verbose bool) {
 	level := slog.LevelError
-	if o.verbose {
+	if verbose {
 		level = slog.LevelWarn
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+}
+
+// brokersAndDSN reads the local env's variables.
+func brokersAndDSN() (string, []string, error) {
 	dsn, brokersEnv := os.Getenv("WITHDRAW_MYSQL_DSN"), os.Getenv("WITHDRAW_KAFKA_BROKERS")
 	if dsn == "" || brokersEnv == "" {
-		return errors.New(`WITHDRAW_MYSQL_DSN and WITHDRAW_KAFKA_BROKERS must be set: eval "$(deploy/local/env.sh env)"`)
+		return "", nil, errors.New(`WITHDRAW_MYSQL_DSN and WITHDRAW_KAFKA_BROKERS must be set: eval "$(deploy/local/env.sh env)"`)
 	}
-	brokers := strings.Split(brokersEnv, ",")
-	ctx := context.Background()
-	id := randomHex(4)
+	return dsn, strings.Split(brokersEnv, ","), nil
+}
+
+// intakeBench runs the intake and the naive consumer on one workload and
+// returns the report (not written).
+func intakeBench(ctx context.Context, o options) (Report, error) {
+	dsn, brokers, err := brokersAndDSN()
+	if err != nil {
+		return Report{}, err
+	}
+	id := bench.RandomHex(4)
 	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("bench"))
 	if err != nil {
-		return err
+		return Report{}, err
 	}
 
 	// Topics.
@@ -116,10 +143,10 @@ func run(o options) error {
 		{Name: commands, Partitions: o.partitions, ReplicationFactor: 1},
 		{Name: dlq, Partitions: 1, ReplicationFactor: 1},
 	}); err != nil {
-		return err
+		return Report{}, err
 	}
 	if !o.keep {
-		defer deleteTopics(brokers, commands, dlq)
+		defer bench.DeleteTopics(brokers, commands, dlq)
 	}
 
 	// Produce.
@@ -130,7 +157,7 @@ func run(o options) error {
 	for i := 0; i < len(msgs); i += 10_000 {
 		if err := w.WriteMessages(ctx, msgs[i:min(i+10_000, len(msgs))]...); err != nil {
 			w.Close()
-			return fmt.Errorf("produce: %w", err)
+			return Report{}, fmt.Errorf("produce: %w", err)
 		}
 	}
 	w.Close()
@@ -138,33 +165,33 @@ func run(o options) error {
 	fmt.Printf("produced in %s\n", produced.Round(time.Millisecond))
 
 	// The intake.
-	intakeDSN, dropIntake, err := freshDatabase(ctx, dsn, "withdraw_bench_"+id+"_intake")
+	intakeDSN, dropIntake, err := bench.FreshDatabase(ctx, dsn, "withdraw_bench_"+id+"_intake")
 	if err != nil {
-		return err
+		return Report{}, err
 	}
 	if !o.keep {
 		defer dropIntake()
 	}
 	elapsed, err := runIntake(ctx, o, intakeDSN, brokers, commands, dlq, id, keys)
 	if err != nil {
-		return err
+		return Report{}, err
 	}
 	checked, err := check(ctx, intakeDSN, brokers, dlq, want)
 	if err != nil {
-		return err
+		return Report{}, err
 	}
 
 	// The naive consumer on the first o.naive messages.
-	naiveDSN, dropNaive, err := freshDatabase(ctx, dsn, "withdraw_bench_"+id+"_naive")
+	naiveDSN, dropNaive, err := bench.FreshDatabase(ctx, dsn, "withdraw_bench_"+id+"_naive")
 	if err != nil {
-		return err
+		return Report{}, err
 	}
 	if !o.keep {
 		defer dropNaive()
 	}
 	naiveElapsed, err := runNaive(ctx, o, naiveDSN, brokers, commands, dlq, id, keys)
 	if err != nil {
-		return err
+		return Report{}, err
 	}
 
 	rep := Report{
@@ -192,15 +219,7 @@ func run(o options) error {
 	}
 	fmt.Printf("intake / naive: %.1fx\n%s\n", rep.Speedup, checked)
 
-	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(rep, "", "  ")
-	if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	fmt.Println("wrote", o.out)
-	return nil
+	return rep, nil
 }
 
 // runIntake consumes the whole topic with the real intake and returns the
@@ -293,7 +312,7 @@ func runNaive(ctx context.Context, o options, dsn string, brokers []string, comm
 		return 0, err
 	}
 	if !o.keep {
-		defer deleteTopics(brokers, naive.Topic)
+		defer bench.DeleteTopics(brokers, naive.Topic)
 	}
 	if err := naive.Run(ctx, o.naive); err != nil {
 		return 0, err
@@ -335,42 +354,4 @@ func check(ctx context.Context, dsn string, brokers []string, dlq string, want b
 		return "", fmt.Errorf("%s; want %+v", msg, want)
 	}
 	return msg, nil
-}
-
-// freshDatabase creates database name on the server of dsn and returns a DSN
-// for it and a function that drops it.
-func freshDatabase(ctx context.Context, dsn, name string) (string, func(), error) {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return "", nil, err
-	}
-	admin := func(stmt string) error {
-		connector, err := mysql.NewConnector(cfg)
-		if err != nil {
-			return err
-		}
-		db := sql.OpenDB(connector)
-		defer db.Close()
-		_, err = db.ExecContext(ctx, stmt)
-		return err
-	}
-	if err := admin("CREATE DATABASE `" + name + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
-		return "", nil, fmt.Errorf("create database %s: %w", name, err)
-	}
-	fresh := cfg.Clone()
-	fresh.DBName = name
-	return fresh.FormatDSN(), func() { _ = admin("DROP DATABASE IF EXISTS `" + name + "`") }, nil
-}
-
-func deleteTopics(brokers []string, topics ...string) {
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: tr}
-	_, _ = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: topics})
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
