@@ -51,13 +51,13 @@ func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time) (out []str
 			}
 		}
 	}
-	// SUBMITTED withdrawals the provider wants re-sent (INIT): few, found
-	// through their own index.
+	// SUBMITTED withdrawals the provider wants re-sent (INIT): they are due
+	// (the poller set next_attempt_at to now), so they lie in the short
+	// range of due SUBMITTED rows of ix_withdrawals_due.
 	var keys []string
 	err = d.db.WithContext(ctx).Model(&store.Withdrawal{}).
-		Where("resubmit_requested = ? AND state = ?", true, string(withdrawal.StateSubmitted)).
-		Group("merchant_key").
-		Having("MIN(next_attempt_at) <= ?", now).
+		Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?", string(withdrawal.StateSubmitted), now, true).
+		Distinct("merchant_key").
 		Pluck("merchant_key", &keys).Error
 	if err != nil {
 		return nil, nil, fmt.Errorf("due re-submissions: %w", err)
@@ -210,7 +210,7 @@ func (d *Dispatcher) inFlight(tx *gorm.DB, merchants []string) (map[string]int, 
 // dueRows reads, in one statement, the earliest due withdrawals of each
 // merchant up to its quota: one branch per merchant and claimable state,
 // each an ordered range of ix_withdrawals_merchant_due (or
-// ix_withdrawals_resubmit), so a merchant with 10,000 queued costs what one
+// for re-submissions the merchant's due SUBMITTED rows), so a merchant with 10,000 queued costs what one
 // with 3 does. No row locks: the merchant lock rows keep other claimers
 // away, and the claim's UPDATE checks each row's version against anyone
 // else.
@@ -226,8 +226,8 @@ func (d *Dispatcher) dueRows(tx *gorm.DB, merchants []string, quota map[string]i
 				args = append(args, state, m, now, quota[m])
 			}
 			if resubmit[m] {
-				branches = append(branches, "SELECT * FROM withdrawals WHERE resubmit_requested = ? AND merchant_key = ? AND next_attempt_at <= ? AND state = ? ORDER BY next_attempt_at LIMIT ?")
-				args = append(args, true, m, now, string(withdrawal.StateSubmitted), quota[m])
+				branches = append(branches, "SELECT * FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? AND resubmit_requested = ? ORDER BY next_attempt_at LIMIT ?")
+				args = append(args, string(withdrawal.StateSubmitted), m, now, true, quota[m])
 			}
 		}
 		var batch []store.Withdrawal

@@ -7,9 +7,10 @@ ALTER TABLE withdrawals ADD COLUMN claimed_from VARCHAR(16) NOT NULL DEFAULT '';
 ALTER TABLE withdrawals ADD COLUMN first_sent_at DATETIME(6) NULL;
 -- Set by the poller when the provider asks for the identical request again
 -- (WeChat INIT: 需要重入驱动到受理成功); the dispatcher re-sends it under the
--- same per-merchant cap as any submission.
+-- same per-merchant cap as any submission. No index of its own: such rows
+-- are due SUBMITTED rows, a short range of ix_withdrawals_due, and every
+-- index costs the intake an insert per command.
 ALTER TABLE withdrawals ADD COLUMN resubmit_requested TINYINT(1) NOT NULL DEFAULT 0;
-CREATE INDEX ix_withdrawals_resubmit ON withdrawals (resubmit_requested, merchant_key, next_attempt_at);
 -- Due work per merchant, read with a loose index scan (one dive per
 -- merchant); also the per-merchant count of SUBMITTING rows.
 CREATE INDEX ix_withdrawals_merchant_due ON withdrawals (state, merchant_key, next_attempt_at);
@@ -25,7 +26,6 @@ CREATE TABLE dispatch_merchants (
 -- +goose Down
 DROP TABLE dispatch_merchants;
 DROP INDEX ix_withdrawals_merchant_due ON withdrawals;
-DROP INDEX ix_withdrawals_resubmit ON withdrawals;
 ALTER TABLE withdrawals DROP COLUMN resubmit_requested;
 ALTER TABLE withdrawals DROP COLUMN first_sent_at;
 ALTER TABLE withdrawals DROP COLUMN claimed_from;
