@@ -26,6 +26,7 @@ import (
 	"github.com/paycore/withdraw/internal/provider/wechatpay"
 	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
@@ -364,19 +365,4 @@ func TestCallbacks(t *testing.T) {
 }
 
 // logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer = storetest.LogBuffer

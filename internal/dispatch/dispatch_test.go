@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/paycore/withdraw/internal/dispatch"
-	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
 	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
@@ -48,37 +48,8 @@ func newRig(t *testing.T, opts sandbox.Options) *rig {
 	return &rig{t: t, dsn: dsn, db: db, keyLine: keyLine, keys: keys, env: providertest.Start(t, opts)}
 }
 
-// seed stores commands as ACCEPTED withdrawals with their first event, as
-// the intake would.
-func (r *rig) seed(cmds ...*withdrawal.Command) {
-	r.t.Helper()
-	now := time.Now().UTC()
-	var rows []store.Withdrawal
-	var events []store.OutboxEvent
-	for _, c := range cmds {
-		if rej := withdrawal.Validate(c); rej != nil {
-			r.t.Fatalf("%s: %v", c.OutRequestNo, rej)
-		}
-		h, _ := withdrawal.ParamsHash(c)
-		row, err := store.NewWithdrawalRow(withdrawal.NewID(), c, h, r.keys, now)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		rows = append(rows, row)
-		rec, err := outbox.Record(row.Event(withdrawal.NewID(), "", now), now)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		events = append(events, rec)
-	}
-	ctx := context.Background()
-	if err := store.InsertWithdrawals(ctx, r.db.DB, rows); err != nil {
-		r.t.Fatal(err)
-	}
-	if err := store.InsertOutbox(ctx, r.db.DB, events); err != nil {
-		r.t.Fatal(err)
-	}
-}
+// seed stores commands as ACCEPTED withdrawals, as the intake would.
+func (r *rig) seed(cmds ...*withdrawal.Command) { storetest.Seed(r.t, r.db, r.keys, cmds...) }
 
 func (r *rig) dispatcher(name string, opts dispatch.Options) *dispatch.Dispatcher {
 	opts.Instance = name

@@ -1,12 +1,10 @@
 package dispatch_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,34 +16,17 @@ import (
 	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
-
-// syncBuffer is a log sink shared by goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestNoPIIInLogs takes a cancel-withdraw command with payee data through
 // Kafka, the intake, the dispatcher and the provider (with faults, so error
 // paths log too), with every logger at debug level, and checks the captured
 // log for the sensitive values.
 func TestNoPIIInLogs(t *testing.T) {
-	var logs syncBuffer
+	var logs storetest.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	prev := slog.Default()
 	slog.SetDefault(log) // the provider clients log through the default logger

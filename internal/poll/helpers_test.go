@@ -1,7 +1,6 @@
 package poll_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -12,13 +11,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paycore/withdraw/internal/dispatch"
-	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
 	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
@@ -67,35 +66,7 @@ func newRig(t *testing.T, opts sandbox.Options, set ...providertest.Settings) *r
 // the intake would, and returns their ids by out_request_no.
 func (r *rig) seed(cmds ...*withdrawal.Command) map[string]string {
 	r.t.Helper()
-	now := time.Now().UTC()
-	ids := map[string]string{}
-	var rows []store.Withdrawal
-	var events []store.OutboxEvent
-	for _, c := range cmds {
-		if rej := withdrawal.Validate(c); rej != nil {
-			r.t.Fatalf("%s: %v", c.OutRequestNo, rej)
-		}
-		h, _ := withdrawal.ParamsHash(c)
-		row, err := store.NewWithdrawalRow(withdrawal.NewID(), c, h, r.keys, now)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		rows = append(rows, row)
-		ids[c.OutRequestNo] = row.ID
-		rec, err := outbox.Record(row.Event(withdrawal.NewID(), "", now), now)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		events = append(events, rec)
-	}
-	ctx := context.Background()
-	if err := store.InsertWithdrawals(ctx, r.db.DB, rows); err != nil {
-		r.t.Fatal(err)
-	}
-	if err := store.InsertOutbox(ctx, r.db.DB, events); err != nil {
-		r.t.Fatal(err)
-	}
-	return ids
+	return storetest.Seed(r.t, r.db, r.keys, cmds...)
 }
 
 // runDispatcher runs a dispatcher until the test ends.
@@ -236,19 +207,4 @@ func types(evs []withdrawal.Event) []string {
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer = storetest.LogBuffer
