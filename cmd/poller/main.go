@@ -16,17 +16,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/paycore/withdraw/internal/admin"
+	"github.com/paycore/withdraw/internal/app"
 	"github.com/paycore/withdraw/internal/callback"
 	"github.com/paycore/withdraw/internal/config"
 	"github.com/paycore/withdraw/internal/httpserver"
@@ -37,20 +34,11 @@ import (
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/clients"
 	"github.com/paycore/withdraw/internal/schedule"
-	"github.com/paycore/withdraw/internal/store"
 )
 
 const summary = "query providers for withdrawal outcomes, receive WeChat Pay withdraw callbacks, report stuck withdrawals"
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "poller:", err)
-		os.Exit(1)
-	}
-}
+func main() { app.Main("poller", run) }
 
 func run(args []string) error {
 	cfg, err := config.Parse("poller", summary, args, os.Getenv, os.Stderr)
@@ -93,19 +81,13 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	db, err := store.OpenMySQL(ctx, cfg.MySQLDSN, store.PoolOptions{MaxOpen: cfg.DBMaxOpen})
+	db, err := app.OpenDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	applied, err := db.Migrate(ctx)
-	if err != nil {
-		return err
-	}
-	log.Info("database migrated", "applied", applied)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := app.NewRegistry()
 
 	// The relay publishes the events the poller and the callbacks write
 	// (and any other instance's: lanes are shared by every relay).
