@@ -50,7 +50,7 @@ import (
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
-const summary = "consume withdrawal commands from Kafka into MySQL (with a transactional outbox), execute them at the providers, relay events to Kafka"
+const summary = "consume withdrawal commands from Kafka into MySQL (with a transactional outbox), execute them at the providers, relay events to Kafka.\n`consumer migrate [flags]` applies the database migrations and exits"
 
 func main() { app.Main("consumer", run) }
 
