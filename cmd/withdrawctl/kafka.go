@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -55,17 +56,26 @@ func produce(ctx context.Context, brokers []string, topic string, key, value []b
 	if key != nil {
 		rec.Key = kafka.NewBytes(key)
 	}
-	resp, err := client.Produce(ctx, &kafka.ProduceRequest{
-		Topic: topic, Partition: partition, RequiredAcks: kafka.RequireAll, Records: kafka.NewRecordReader(rec),
-	})
-	if err == nil {
-		err = resp.Error
-	}
-	if err == nil {
-		for _, rerr := range resp.RecordErrors {
-			err = rerr
+	// A leadership move (a broker restart, a topic just created) answers
+	// NOT_LEADER for a moment: retry retriable errors for a few seconds.
+	resp, err := backoff.Retry(ctx, func() (*kafka.ProduceResponse, error) {
+		resp, err := client.Produce(ctx, &kafka.ProduceRequest{
+			Topic: topic, Partition: partition, RequiredAcks: kafka.RequireAll, Records: kafka.NewRecordReader(rec),
+		})
+		if err == nil {
+			err = resp.Error
 		}
-	}
+		if err == nil {
+			for _, rerr := range resp.RecordErrors {
+				err = rerr
+			}
+		}
+		var kerr kafka.Error
+		if err != nil && !(errors.As(err, &kerr) && kerr.Temporary()) {
+			return nil, backoff.Permanent(err)
+		}
+		return resp, err
+	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(10*time.Second))
 	if err != nil {
 		return 0, 0, fmt.Errorf("produce to %s/%d: %w", topic, partition, err)
 	}

@@ -360,6 +360,9 @@ func TestEvents(t *testing.T) {
 	for _, ev := range []withdrawal.Event{e1, other, e2, rej} {
 		publish(ev)
 	}
+	// The broker serves the new topic's records before the CLI reads them
+	// (a just-created topic can answer fetches empty for a moment).
+	readAll(t, brokers, topic, 4)
 
 	out, _, err := invoke(t, env, "", "events", "--from", "beginning", "--withdrawal-id", "W1", "--max", "2", "--timeout", "20s")
 	if err != nil {
