@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -105,8 +106,10 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 	started := time.Now()
 	now := in.opts.Now()
 	counts := map[string]int{}
+	var stored []store.Withdrawal
 	err := in.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		clear(counts)
+		stored = nil
 		nos := make([]string, 0, len(p.valid))
 		for _, v := range p.valid {
 			nos = append(nos, v.cmd.OutRequestNo)
@@ -161,14 +164,18 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 		if err := store.InsertWithdrawals(ctx, tx, rows); err != nil {
 			return err
 		}
+		stored = rows
 		return store.InsertOutbox(ctx, tx, events)
 	})
 	in.opts.Metrics.txDuration.Observe(time.Since(started).Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("store batch of %d commands: %w", len(p.valid)+len(p.rejections), err)
 	}
-	for _, v := range p.valid {
-		in.log.Debug("command stored", "command", v.cmd)
+	if in.log.Enabled(ctx, slog.LevelDebug) {
+		for _, w := range stored {
+			in.log.Debug("withdrawal accepted", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo,
+				"channel", w.Channel, "account", w.Account, "amount", w.Amount)
+		}
 	}
 	return counts, nil
 }
