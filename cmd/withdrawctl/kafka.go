@@ -52,13 +52,15 @@ func produce(ctx context.Context, brokers []string, topic string, key, value []b
 		return 0, 0, err
 	}
 	partition = (&kafka.Murmur2Balancer{}).Balance(kafka.Message{Key: key}, ps...)
-	rec := kafka.Record{Time: time.Now(), Value: kafka.NewBytes(value), Headers: headers}
-	if key != nil {
-		rec.Key = kafka.NewBytes(key)
-	}
 	// A leadership move (a broker restart, a topic just created) answers
 	// NOT_LEADER for a moment: retry retriable errors for a few seconds.
 	resp, err := backoff.Retry(ctx, func() (*kafka.ProduceResponse, error) {
+		// A record's key and value are readers, drained by a send: every
+		// attempt needs its own, or a retry produces an empty record.
+		rec := kafka.Record{Time: time.Now(), Value: kafka.NewBytes(value), Headers: headers}
+		if key != nil {
+			rec.Key = kafka.NewBytes(key)
+		}
 		resp, err := client.Produce(ctx, &kafka.ProduceRequest{
 			Topic: topic, Partition: partition, RequiredAcks: kafka.RequireAll, Records: kafka.NewRecordReader(rec),
 		})
