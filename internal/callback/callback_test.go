@@ -27,7 +27,6 @@ import (
 	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/storetest"
-	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
@@ -52,15 +51,7 @@ type rig struct {
 
 func newRig(t *testing.T, plans map[string]string) *rig {
 	t.Helper()
-	dsn := testenv.FreshDatabase(t)
-	db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{MaxOpen: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := storetest.MySQL(t, store.PoolOptions{MaxOpen: 20})
 	r := &rig{t: t, db: db, reg: prometheus.NewRegistry(), logs: &logBuffer{}}
 	mux := http.NewServeMux()
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
@@ -29,15 +30,7 @@ func TestMain(m *testing.M) {
 // mysqlDB is a fresh, migrated database on the local MariaDB.
 func mysqlDB(t testing.TB) *store.DB {
 	t.Helper()
-	ctx := context.Background()
-	db, err := store.OpenMySQL(ctx, testenv.FreshDatabase(t), store.PoolOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := storetest.MySQL(t, store.PoolOptions{})
 	return db
 }
 

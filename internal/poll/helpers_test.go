@@ -18,7 +18,6 @@ import (
 	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/storetest"
-	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
@@ -42,16 +41,7 @@ type rig struct {
 
 func newRig(t *testing.T, opts sandbox.Options, set ...providertest.Settings) *rig {
 	t.Helper()
-	ctx := context.Background()
-	dsn := testenv.FreshDatabase(t)
-	db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{MaxOpen: 40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := storetest.MySQL(t, store.PoolOptions{MaxOpen: 40})
 	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("k1"))
 	if err != nil {
 		t.Fatal(err)

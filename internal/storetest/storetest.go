@@ -12,6 +12,7 @@ import (
 	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
@@ -72,4 +73,21 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// MySQL returns a migrated, empty database of its own on the local test
+// environment's server (closed and dropped when the test ends) and its DSN.
+func MySQL(t testing.TB, pool store.PoolOptions) (*store.DB, string) {
+	t.Helper()
+	ctx := context.Background()
+	dsn := testenv.FreshDatabase(t)
+	db, err := store.OpenMySQL(ctx, dsn, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db, dsn
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/store"
-	"github.com/paycore/withdraw/internal/testenv"
+	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
@@ -32,15 +32,7 @@ const (
 // DB opens a fresh, migrated database (dropped when the test ends).
 func DB(t testing.TB) *store.DB {
 	t.Helper()
-	ctx := context.Background()
-	db, err := store.OpenMySQL(ctx, testenv.FreshDatabase(t), store.PoolOptions{MaxOpen: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := storetest.MySQL(t, store.PoolOptions{MaxOpen: 4})
 	return db
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/testenv"
 )
 
@@ -13,14 +14,7 @@ import (
 // account for every withdrawal (Run fails otherwise).
 func TestRunSmall(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.OpenMySQL(ctx, testenv.FreshDatabase(t), store.PoolOptions{MaxOpen: 40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := storetest.MySQL(t, store.PoolOptions{MaxOpen: 40})
 	res, err := Run(ctx, Options{DB: db, N: 200, Merchants: 50, MaxInFlight: 32, Latency: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
