@@ -225,7 +225,7 @@ type EventView struct {
 	Type        string          `json:"type"`
 	Version     int             `json:"version"`
 	CreatedAt   time.Time       `json:"created_at"`
-	PublishedAt *time.Time      `json:"published_at"`
+	PublishedAt *time.Time      `json:"published_at"` // null until the broker acknowledged it
 	Payload     json.RawMessage `json:"payload"`
 }
 
@@ -264,7 +264,11 @@ func (h *Handler) view(ctx context.Context, row *store.Withdrawal) (*View, error
 	}
 	v.Events = make([]EventView, 0, len(events))
 	for _, e := range events {
-		ev := EventView{EventID: e.EventID, Type: e.EventType, Version: e.Version, CreatedAt: e.CreatedAt, PublishedAt: e.PublishedAt}
+		ev := EventView{EventID: e.EventID, Type: e.EventType, Version: e.Version, CreatedAt: e.CreatedAt}
+		if e.Published() {
+			at := e.PublishedAt
+			ev.PublishedAt = &at
+		}
 		if json.Valid(e.Payload) {
 			ev.Payload = e.Payload
 		}

@@ -664,7 +664,7 @@ func (r *e2eRun) check(ctx context.Context) (string, error) {
 	accepted := count("SELECT COUNT(*) FROM outbox WHERE event_type = 'withdrawal.accepted'")
 	submitted := count("SELECT COUNT(*) FROM outbox WHERE event_type = 'withdrawal.submitted'")
 	others := count("SELECT COUNT(*) FROM outbox WHERE event_type NOT IN ('withdrawal.accepted', 'withdrawal.submitted')")
-	unpublished := count("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+	unpublished := count("SELECT COUNT(*) FROM outbox WHERE published_at = '1970-01-01 00:00:00'") // store.NotPublished
 	dead, err := TopicMessages(ctx, r.e.Brokers, r.dlq, 1)
 	if err != nil {
 		errs = append(errs, err)

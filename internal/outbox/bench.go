@@ -64,7 +64,7 @@ func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic str
 	// published counts acknowledgements; wait for the marks too.
 	for {
 		var pending int64
-		if err := db.WithContext(ctx).Raw("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").Scan(&pending).Error; err != nil {
+		if err := db.WithContext(ctx).Raw("SELECT COUNT(*) FROM outbox WHERE published_at = ?", store.NotPublished).Scan(&pending).Error; err != nil {
 			return BacklogResult{}, err
 		}
 		if pending == 0 {

@@ -99,7 +99,7 @@ func writeHistory(ctx context.Context, db *gorm.DB, ids []string, versions, chun
 func countPending(t testing.TB, db *store.DB) int64 {
 	t.Helper()
 	var n int64
-	if err := db.Raw("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").Scan(&n).Error; err != nil {
+	if err := db.Raw("SELECT COUNT(*) FROM outbox WHERE published_at = ?", store.NotPublished).Scan(&n).Error; err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -44,8 +44,9 @@ func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, e
 			not = " AND id NOT IN (" + joinInts(ids) + ")"
 		}
 		return fmt.Sprintf("SELECT id, event_id, event_key, lane, event_type, payload, created_at FROM outbox"+
-			" WHERE published_at IS NULL AND lane = %d%s ORDER BY id LIMIT %d", lane, not, perLane)
+			" WHERE published_at = ? AND lane = %d%s ORDER BY id LIMIT %d", lane, not, perLane)
 	}
+	// Each query text has one placeholder: store.NotPublished.
 	var queries []string
 	if db.Dialect == store.MySQL {
 		// (SELECT ... LIMIT) UNION ALL (SELECT ... LIMIT): MariaDB and
@@ -69,7 +70,11 @@ func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, e
 	}
 	for _, q := range queries {
 		var err error
-		if rows, err = scanPending(ctx, db, q, rows); err != nil {
+		args := make([]any, strings.Count(q, "?"))
+		for i := range args {
+			args[i] = store.NotPublished
+		}
+		if rows, err = scanPending(ctx, db, q, args, rows); err != nil {
 			return nil, false, fmt.Errorf("claim pending outbox rows: %w", err)
 		}
 	}
@@ -86,8 +91,8 @@ func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, e
 	return rows, full, nil
 }
 
-func scanPending(ctx context.Context, db *store.DB, q string, rows []pendingRow) ([]pendingRow, error) {
-	sqlRows, err := db.WithContext(ctx).Raw(q).Rows()
+func scanPending(ctx context.Context, db *store.DB, q string, args []any, rows []pendingRow) ([]pendingRow, error) {
+	sqlRows, err := db.WithContext(ctx).Raw(q, args...).Rows()
 	if err != nil {
 		return rows, err
 	}
@@ -102,13 +107,14 @@ func scanPending(ctx context.Context, db *store.DB, q string, rows []pendingRow)
 	return rows, sqlRows.Err()
 }
 
-// markPublished sets published_at on rows the broker acknowledged. Rows
-// already marked (by another relay that published them too) keep their time.
+// markPublished sets published_at on rows the broker acknowledged: a
+// fixed-size value overwritten in place (migration 00004). Rows already
+// marked (by another relay that published them too) keep their time.
 func markPublished(ctx context.Context, db *store.DB, ids []int64, at time.Time) error {
 	for len(ids) > 0 {
 		n := min(len(ids), 5000)
-		q := "UPDATE outbox SET published_at = ? WHERE id IN (" + joinInts(ids[:n]) + ") AND published_at IS NULL"
-		if err := db.WithContext(ctx).Exec(q, at.UTC()).Error; err != nil {
+		q := "UPDATE outbox SET published_at = ? WHERE id IN (" + joinInts(ids[:n]) + ") AND published_at = ?"
+		if err := db.WithContext(ctx).Exec(q, at.UTC(), store.NotPublished).Error; err != nil {
 			return fmt.Errorf("mark %d outbox rows published: %w", len(ids), err)
 		}
 		ids = ids[n:]
@@ -120,7 +126,7 @@ func markPublished(ctx context.Context, db *store.DB, ids []int64, at time.Time)
 // oldest (zero when there is none).
 func pendingStats(ctx context.Context, db *store.DB) (count int64, oldest time.Time, err error) {
 	var minID sql.NullInt64
-	row := db.WithContext(ctx).Raw("SELECT COUNT(*), MIN(id) FROM outbox WHERE published_at IS NULL").Row()
+	row := db.WithContext(ctx).Raw("SELECT COUNT(*), MIN(id) FROM outbox WHERE published_at = ?", store.NotPublished).Row()
 	if err := row.Scan(&count, &minID); err != nil {
 		return 0, time.Time{}, fmt.Errorf("count pending outbox rows: %w", err)
 	}
@@ -140,7 +146,8 @@ func pendingStats(ctx context.Context, db *store.DB) (count int64, oldest time.T
 // records, never a range of ix_outbox_pending that new rows insert into.
 func purgeBatch(ctx context.Context, db *store.DB, cutoff time.Time, limit int) (int64, error) {
 	var ids []int64
-	err := db.WithContext(ctx).Raw("SELECT id FROM outbox WHERE published_at < ? ORDER BY published_at LIMIT ?", cutoff.UTC(), limit).
+	err := db.WithContext(ctx).Raw("SELECT id FROM outbox WHERE published_at > ? AND published_at < ? ORDER BY published_at LIMIT ?",
+		store.NotPublished, cutoff.UTC(), limit).
 		Scan(&ids).Error
 	if err != nil {
 		return 0, fmt.Errorf("select outbox rows to purge: %w", err)
@@ -148,7 +155,8 @@ func purgeBatch(ctx context.Context, db *store.DB, cutoff time.Time, limit int) 
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	res := db.WithContext(ctx).Exec("DELETE FROM outbox WHERE id IN ("+joinInts(ids)+") AND published_at < ?", cutoff.UTC())
+	res := db.WithContext(ctx).Exec("DELETE FROM outbox WHERE id IN ("+joinInts(ids)+") AND published_at > ? AND published_at < ?",
+		store.NotPublished, cutoff.UTC())
 	if res.Error != nil {
 		return 0, fmt.Errorf("purge %d outbox rows: %w", len(ids), res.Error)
 	}

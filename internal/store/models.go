@@ -61,11 +61,23 @@ type OutboxEvent struct {
 	Version      int
 	Payload      []byte
 	CreatedAt    time.Time
-	PublishedAt  *time.Time
+	// PublishedAt is NotPublished until the broker acknowledged the event.
+	// Read-only to GORM: an insert always takes the schema's default, so no
+	// Go zero value can ever mark a new event published (and lose it).
+	PublishedAt time.Time `gorm:"->"`
 }
 
 // TableName implements gorm's Tabler.
 func (OutboxEvent) TableName() string { return "outbox" }
+
+// NotPublished is outbox.published_at of an event the broker has not
+// acknowledged yet: the column's default. A sentinel rather than NULL so that
+// marking an event published overwrites a fixed-size value in place instead
+// of growing (and so rewriting) the whole row; migration 00004 explains.
+var NotPublished = time.Unix(0, 0).UTC()
+
+// Published reports whether the broker acknowledged the event.
+func (e OutboxEvent) Published() bool { return !e.PublishedAt.Equal(NotPublished) }
 
 // Attempt is a row of withdrawal_attempts: the audit of one provider call.
 type Attempt struct {

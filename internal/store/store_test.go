@@ -192,3 +192,44 @@ func TestOutboxSkipsDuplicateEventIDs(t *testing.T) {
 		})
 	}
 }
+
+// Every way an event enters the outbox leaves it NotPublished — the one value
+// the relay looks for — on both dialects. A new row that read as published
+// would never reach Kafka.
+func TestNewOutboxEventsArePending(t *testing.T) {
+	ctx := context.Background()
+	for name, db := range openBoth(t) {
+		t.Run(name, func(t *testing.T) {
+			now := time.Now().UTC()
+			handBuilt := store.OutboxEvent{EventID: "e1", EventKey: "k", EventType: "withdrawal.accepted", Version: 1, Payload: []byte(`{}`), CreatedAt: now}
+			if err := store.InsertOutbox(ctx, db.DB, []store.OutboxEvent{handBuilt}); err != nil {
+				t.Fatal(err)
+			}
+			// A Go zero value must not reach the column through GORM either.
+			viaGORM := store.OutboxEvent{EventID: "e2", EventKey: "k", EventType: "withdrawal.submitted", Version: 2, Payload: []byte(`{}`), CreatedAt: now}
+			if err := db.Create(&viaGORM).Error; err != nil {
+				t.Fatal(err)
+			}
+			var pending int64
+			if err := db.Raw("SELECT COUNT(*) FROM outbox WHERE published_at = ?", store.NotPublished).Scan(&pending).Error; err != nil {
+				t.Fatal(err)
+			}
+			if pending != 2 {
+				t.Fatalf("%d of 2 new events match published_at = NotPublished", pending)
+			}
+			if err := db.Exec("UPDATE outbox SET published_at = ? WHERE event_id = 'e1'", now).Error; err != nil {
+				t.Fatal(err)
+			}
+			var rows []store.OutboxEvent
+			if err := db.Order("id").Find(&rows).Error; err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 2 {
+				t.Fatalf("%d rows, want 2", len(rows))
+			}
+			if !rows[0].Published() || rows[1].Published() {
+				t.Fatalf("published = [%v %v], want [true false]", rows[0].Published(), rows[1].Published())
+			}
+		})
+	}
+}
