@@ -35,14 +35,14 @@ func InsertWithdrawals(ctx context.Context, tx *gorm.DB, rows []Withdrawal) erro
 	})
 }
 
-// InsertOutbox appends events to the outbox. An event whose event_id is
-// already there is skipped (rejection event ids are derived from the
-// command, so a redelivered rejection is stored once); any other error is
-// returned.
+// InsertOutbox appends events to the outbox. An event already there is
+// skipped: rejection event ids are derived from the command, so a
+// redelivered rejection meets its twin on uq_outbox_subject (withdrawal_id
+// '', version, event_id) and is stored once. Any other error is returned.
 func InsertOutbox(ctx context.Context, tx *gorm.DB, rows []OutboxEvent) error {
 	skip := " ON DUPLICATE KEY UPDATE event_id = event_id"
 	if tx.Dialector.Name() != "mysql" {
-		skip = " ON CONFLICT (event_id) DO NOTHING"
+		skip = " ON CONFLICT (withdrawal_id, version, event_id) DO NOTHING"
 	}
 	return insertRows(ctx, tx, "outbox", outboxColumns, skip, len(rows), func(i int, args []any) []any {
 		e := &rows[i]
@@ -76,7 +76,11 @@ func insertRows(ctx context.Context, tx *gorm.DB, table string, cols []string, s
 			args = appendRow(i, args)
 		}
 		q.WriteString(suffix)
-		if err := tx.WithContext(ctx).Exec(q.String(), args...).Error; err != nil {
+		// Straight to the connection (the *sql.Tx inside a transaction):
+		// GORM's Exec walks every one of the thousands of arguments to
+		// build its own statement first, which cost the intake 7% of its
+		// CPU for nothing, as the statement is complete already.
+		if _, err := tx.Statement.ConnPool.ExecContext(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("insert %d rows into %s: %w", end-start, table, err)
 		}
 	}

@@ -75,7 +75,8 @@ func GetWithdrawalByKey(ctx context.Context, db *gorm.DB, channel, account, outR
 // EventsOf lists the outbox events of a withdrawal still kept, oldest first.
 func EventsOf(ctx context.Context, db *gorm.DB, withdrawalID string) ([]OutboxEvent, error) {
 	var rows []OutboxEvent
-	if err := db.WithContext(ctx).Where("withdrawal_id = ?", withdrawalID).Order("id").Find(&rows).Error; err != nil {
+	// uq_outbox_subject (withdrawal_id, version, event_id) serves this.
+	if err := db.WithContext(ctx).Where("withdrawal_id = ?", withdrawalID).Order("version, id").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("events of %s: %w", withdrawalID, err)
 	}
 	return rows, nil
