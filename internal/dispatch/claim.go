@@ -29,42 +29,45 @@ type claimed struct {
 	prov provider.Provider
 }
 
+// resubmitScanEvery spaces the scans for re-submissions the poller asked
+// for. They are rare (WeChat INIT) and wait for a delay anyway, while the
+// scan reads every due SUBMITTED row (resubmit_requested is in no index:
+// every index costs the intake an insert per command), and at 08:00 Beijing
+// time a whole day of SUBMITTED rows falls due for the poller at once.
+const resubmitScanEvery = time.Second
+
 // dueMerchants lists the merchants with due work, least recently served by
 // this instance first. One index dive per merchant and state
 // (ix_withdrawals_merchant_due), however long a merchant's queue is.
 func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time) (out []string, resubmit map[string]bool, err error) {
-	seen := map[string]bool{}
-	for _, state := range claimable {
-		var keys []string
-		err := d.db.WithContext(ctx).Model(&store.Withdrawal{}).
-			Where("state = ?", state).
-			Group("merchant_key").
-			Having("MIN(next_attempt_at) <= ?", now).
-			Pluck("merchant_key", &keys).Error
-		if err != nil {
-			return nil, nil, fmt.Errorf("due merchants: %w", err)
-		}
-		for _, k := range keys {
-			if !seen[k] {
-				seen[k] = true
-				out = append(out, k)
-			}
-		}
+	// "state IN (...) GROUP BY state, merchant_key" on purpose: with a single
+	// "state = ?" MariaDB reads the state's whole index range (ref access)
+	// instead of one entry per merchant (loose index scan, "Using index for
+	// group-by"), which cost a scan of the entire backlog per claim.
+	var groups []struct {
+		State       string
+		MerchantKey string
 	}
-	// SUBMITTED withdrawals the provider wants re-sent (INIT): they are due
-	// (the poller set next_attempt_at to now), so they lie in the short
-	// range of due SUBMITTED rows of ix_withdrawals_due.
-	var keys []string
-	err = d.db.WithContext(ctx).Model(&store.Withdrawal{}).
-		Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?", string(withdrawal.StateSubmitted), now, true).
-		Distinct("merchant_key").
-		Pluck("merchant_key", &keys).Error
+	err = d.db.WithContext(ctx).Model(&store.Withdrawal{}).Select("state, merchant_key").
+		Where("state IN ?", claimable).
+		Group("state, merchant_key").
+		Having("MIN(next_attempt_at) <= ?", now).
+		Scan(&groups).Error
 	if err != nil {
-		return nil, nil, fmt.Errorf("due re-submissions: %w", err)
+		return nil, nil, fmt.Errorf("due merchants: %w", err)
 	}
-	resubmit = make(map[string]bool, len(keys))
-	for _, k := range keys {
-		resubmit[k] = true
+	seen := make(map[string]bool, len(groups))
+	for _, g := range groups {
+		if !seen[g.MerchantKey] {
+			seen[g.MerchantKey] = true
+			out = append(out, g.MerchantKey)
+		}
+	}
+	resubmit, err = d.dueResubmits(ctx, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	for k := range resubmit {
 		if !seen[k] {
 			seen[k] = true
 			out = append(out, k)
@@ -74,6 +77,36 @@ func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time) (out []str
 	sort.SliceStable(out, func(i, j int) bool { return d.lastServed[out[i]].Before(d.lastServed[out[j]]) })
 	d.mu.Unlock()
 	return out, resubmit, nil
+}
+
+// dueResubmits returns the merchants with SUBMITTED withdrawals the provider
+// wants re-sent (INIT; the poller set next_attempt_at to when). It scans at
+// most every resubmitScanEvery and otherwise answers from its last scan;
+// dueRows checks every row again, so a stale answer costs one empty branch.
+func (d *Dispatcher) dueResubmits(ctx context.Context, now time.Time) (map[string]bool, error) {
+	d.mu.Lock()
+	fresh := !d.resubmitScannedAt.IsZero() && now.Sub(d.resubmitScannedAt) < resubmitScanEvery && now.After(d.resubmitScannedAt)
+	cached := d.resubmitMerchants
+	d.mu.Unlock()
+	if fresh {
+		return cached, nil
+	}
+	var keys []string
+	err := d.db.WithContext(ctx).Model(&store.Withdrawal{}).
+		Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?", string(withdrawal.StateSubmitted), now, true).
+		Distinct("merchant_key").
+		Pluck("merchant_key", &keys).Error
+	if err != nil {
+		return nil, fmt.Errorf("due re-submissions: %w", err)
+	}
+	found := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		found[k] = true
+	}
+	d.mu.Lock()
+	d.resubmitScannedAt, d.resubmitMerchants = now, found
+	d.mu.Unlock()
+	return found, nil
 }
 
 // claim takes up to budget due withdrawals, at most PerMerchant in flight
@@ -98,33 +131,41 @@ func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 	}
 	err = d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		out = out[:0]
-		locked := merchants
-		if mysql {
-			// The merchant's lock row serialises claimers of one merchant;
-			// SKIP LOCKED lets this instance serve the others meanwhile.
-			var got []string
-			if err := tx.Table("dispatch_merchants").Where("merchant_key IN ?", merchants).
-				Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked}).
-				Pluck("merchant_key", &got).Error; err != nil {
-				return fmt.Errorf("lock merchants: %w", err)
-			}
-			locked = keepOrder(merchants, got)
-		}
-		inFlight, err := d.inFlight(tx, locked)
-		if err != nil {
-			return err
-		}
 		quota := map[string]int{}
 		var served []string
 		total := 0
-		for _, m := range locked {
-			if total >= budget {
-				break
+		// Merchants are taken in fairness order a chunk at a time, until the
+		// budget is spent: locking and counting all of them each round cost
+		// more than the claim itself when few slots were free.
+		chunk := 2*budget + 16
+		for start := 0; start < len(merchants) && total < budget; start += chunk {
+			candidates := merchants[start:min(start+chunk, len(merchants))]
+			locked := candidates
+			if mysql {
+				// The merchant's lock row serialises claimers of one
+				// merchant; SKIP LOCKED lets this instance serve the others
+				// meanwhile.
+				var got []string
+				if err := tx.Table("dispatch_merchants").Where("merchant_key IN ?", candidates).
+					Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked}).
+					Pluck("merchant_key", &got).Error; err != nil {
+					return fmt.Errorf("lock merchants: %w", err)
+				}
+				locked = keepOrder(candidates, got)
 			}
-			if free := min(d.perMerchant(m)-inFlight[m], budget-total); free > 0 {
-				quota[m] = free
-				total += free
-				served = append(served, m)
+			inFlight, err := d.inFlight(tx, locked)
+			if err != nil {
+				return err
+			}
+			for _, m := range locked {
+				if total >= budget {
+					break
+				}
+				if free := min(d.perMerchant(m)-inFlight[m], budget-total); free > 0 {
+					quota[m] = free
+					total += free
+					served = append(served, m)
+				}
 			}
 		}
 		due, err := d.dueRows(tx, served, quota, resubmit, now)

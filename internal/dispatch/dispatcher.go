@@ -49,6 +49,9 @@ type Dispatcher struct {
 	limiters   map[string]*adaptiveLimiter
 	lastServed map[string]time.Time // merchant → last claim, for fairness
 	registered map[string]bool      // merchants whose lock row exists
+	// The last scan for re-submissions (dueResubmits).
+	resubmitScannedAt time.Time
+	resubmitMerchants map[string]bool
 	wg         sync.WaitGroup
 }
 
@@ -90,6 +93,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	ticker := time.NewTicker(d.opts.PollInterval)
 	defer ticker.Stop()
 	lastReap := time.Time{}
+	// woken: this round was started by Notify (a call finished, new work
+	// arrived) rather than by the poll ticker.
+	woken := false
 	for {
 		if now := d.opts.Now(); now.Sub(lastReap) >= d.opts.LeaseTTL/4 {
 			lastReap = now
@@ -100,7 +106,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 		}
 		claimed := 0
-		if free := cap(d.sem) - len(d.sem); free > 0 {
+		if free := cap(d.sem) - len(d.sem); free > 0 && (free >= d.minClaim() || len(d.sem) == 0 || !woken) {
 			batch := min(free, d.opts.ClaimBatch)
 			work, err := d.claim(ctx, batch)
 			if err != nil && ctx.Err() == nil {
@@ -125,6 +131,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			claimed = len(work)
 		}
+		woken = false
 		if claimed > 0 && claimed == d.opts.ClaimBatch {
 			continue // more may be due right now
 		}
@@ -134,8 +141,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 		case <-d.wake:
+			woken = true
 		}
 	}
+}
+
+// minClaim is how many free slots a Notify waits for before claiming while
+// calls are in flight: every claim costs the same few statements whether it
+// takes one withdrawal or fifty, and at full load slots free one at a time.
+// An idle dispatcher, and every poll tick, claims at once.
+func (d *Dispatcher) minClaim() int {
+	return min(d.opts.ClaimBatch, max(1, d.opts.MaxInFlight/8))
 }
 
 // limiter returns the rate limiter of a provider account.

@@ -32,29 +32,39 @@ import (
 )
 
 // SignCost times one RSA-2048 PKCS#1 v1.5 SHA-256 signature and one
-// verification in this process.
+// verification in this process: the best of several trials, because on a
+// shared 2-core machine a single trial swings by ±30% with whatever else
+// runs, and the signing bound is a property of the machine, not of the
+// moment.
 func SignCost() (sign, verify time.Duration, err error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return 0, 0, err
 	}
 	msg := sha256.Sum256([]byte("POST\n/v3/merchant/fund/withdraw\n1700000000\nnonce\n{\"out_request_no\":\"1\"}\n"))
-	const n = 300
+	const trials, n = 7, 50
 	var sig []byte
-	start := time.Now()
-	for range n {
-		if sig, err = rsa.SignPKCS1v15(nil, key, crypto.SHA256, msg[:]); err != nil {
-			return 0, 0, err
+	for range trials {
+		start := time.Now()
+		for range n {
+			if sig, err = rsa.SignPKCS1v15(nil, key, crypto.SHA256, msg[:]); err != nil {
+				return 0, 0, err
+			}
+		}
+		if d := time.Since(start) / n; sign == 0 || d < sign {
+			sign = d
+		}
+		start = time.Now()
+		for range n {
+			if err := rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, msg[:], sig); err != nil {
+				return 0, 0, err
+			}
+		}
+		if d := time.Since(start) / n; verify == 0 || d < verify {
+			verify = d
 		}
 	}
-	sign = time.Since(start) / n
-	start = time.Now()
-	for range n {
-		if err := rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, msg[:], sig); err != nil {
-			return 0, 0, err
-		}
-	}
-	return sign, time.Since(start) / n, nil
+	return sign, verify, nil
 }
 
 // Options of one run.
@@ -99,7 +109,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
 	d := dispatch.New(o.DB, reg, keys, dispatch.Options{
 		Instance: "bench", MaxInFlight: o.MaxInFlight, ClaimBatch: 256, Rules: schedule.Accelerated(),
-		DefaultRate: dispatch.Rate{PerSecond: 1e6, Burst: 1000}, PollInterval: 5 * time.Millisecond, Logger: quiet,
+		DefaultRate: dispatch.Rate{PerSecond: 1e6, Burst: 1000}, Logger: quiet, // the default poll interval: Notify drives it
 	})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -118,7 +128,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if counts["FAILED"]+counts["UNKNOWN"] > 0 {
 			return Result{}, fmt.Errorf("benchmark withdrawals did not all submit cleanly: %v", counts)
 		}
-		time.Sleep(50 * time.Millisecond) // this polling is CPU of the process too: keep it rare
+		// This polling (a scan of the table) costs CPU of the process and of
+		// MariaDB too: keep it rare.
+		time.Sleep(100 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
