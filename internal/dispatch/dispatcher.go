@@ -52,7 +52,7 @@ type Dispatcher struct {
 	// The last scan for re-submissions (dueResubmits).
 	resubmitScannedAt time.Time
 	resubmitMerchants map[string]bool
-	wg         sync.WaitGroup
+	wg                sync.WaitGroup
 }
 
 // New builds a dispatcher over a migrated database and the provider
