@@ -37,8 +37,9 @@ func InsertWithdrawals(ctx context.Context, tx *gorm.DB, rows []Withdrawal) erro
 
 // InsertOutbox appends events to the outbox. An event already there is
 // skipped: rejection event ids are derived from the command, so a
-// redelivered rejection meets its twin on uq_outbox_subject (withdrawal_id
-// ”, version, event_id) and is stored once. Any other error is returned.
+// redelivered rejection meets its twin on uq_outbox_subject (empty
+// withdrawal_id, version 0, event_id) and is stored once. Any other error is
+// returned.
 func InsertOutbox(ctx context.Context, tx *gorm.DB, rows []OutboxEvent) error {
 	skip := " ON DUPLICATE KEY UPDATE event_id = event_id"
 	if tx.Dialector.Name() != "mysql" {
