@@ -52,7 +52,9 @@ type Dispatcher struct {
 	// The last scan for re-submissions (dueResubmits).
 	resubmitScannedAt time.Time
 	resubmitMerchants map[string]bool
-	wg                sync.WaitGroup
+	// records feeds the batch writers while Run runs (record.go).
+	records chan recordJob
+	wg      sync.WaitGroup
 }
 
 // New builds a dispatcher over a migrated database and the provider
@@ -96,6 +98,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// woken: this round was started by Notify (a call finished, new work
 	// arrived) rather than by the poll ticker.
 	woken := false
+	stopRecorders := make(chan struct{})
+	waitRecorders := d.startRecorders(context.WithoutCancel(ctx), stopRecorders)
 	for {
 		if now := d.opts.Now(); now.Sub(lastReap) >= d.opts.LeaseTTL/4 {
 			lastReap = now
@@ -137,7 +141,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			d.wg.Wait()
+			d.wg.Wait() // every call in flight has its answer recorded
+			close(stopRecorders)
+			waitRecorders()
 			return nil
 		case <-ticker.C:
 		case <-d.wake:

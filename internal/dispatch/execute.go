@@ -3,11 +3,8 @@ package dispatch
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
-
-	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/store"
@@ -220,52 +217,6 @@ func (d *Dispatcher) attempt(op string, start time.Time, took time.Duration, out
 		a.Error = out.Err.Error()
 	}
 	return a
-}
-
-// record writes the change if this instance still holds the claim. If the
-// lease was lost (it expired into UNKNOWN), a definite answer still applies
-// where the state machine allows it; otherwise only the audit rows are kept.
-func (d *Dispatcher) record(ctx context.Context, c claimed, change transition.Change) error {
-	now := d.opts.Now()
-	for _, a := range change.Attempts {
-		if a.Operation != OpQuery {
-			change.AddSubmissions++
-		}
-	}
-	return d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		// The common case needs no lock: the claim snapshot is the row as
-		// long as the lease is ours, which Apply's guard checks.
-		w := c.row
-		_, err := transition.Apply(ctx, tx, &w, change, now)
-		if !errors.Is(err, transition.ErrStale) {
-			return err
-		}
-		cur, err := transition.Lock(ctx, tx, c.row.ID)
-		if err != nil {
-			return err
-		}
-		lateButDefinite := cur.State != string(withdrawal.StateSubmitting) &&
-			change.To != transition.Resting(cur) && withdrawal.CanTransition(withdrawal.State(cur.State), change.To)
-		if !lateButDefinite {
-			d.log.Warn("claim lost before the answer was recorded; keeping the audit only",
-				"withdrawal_id", cur.ID, "out_request_no", cur.OutRequestNo, "state", cur.State, "answer", change.To)
-			if change.AddSubmissions > 0 {
-				if err := tx.Model(&store.Withdrawal{}).Where("id = ?", cur.ID).
-					Update("submissions", gorm.Expr("submissions + ?", change.AddSubmissions)).Error; err != nil {
-					return err
-				}
-			}
-			for i := range change.Attempts {
-				change.Attempts[i].WithdrawalID = cur.ID
-			}
-			return store.InsertAttempts(ctx, tx, change.Attempts)
-		}
-		_, err = transition.Apply(ctx, tx, cur, change, now)
-		if errors.Is(err, transition.ErrStale) {
-			return nil
-		}
-		return err
-	})
 }
 
 // reasonCodeOf gives FAILED and REVERSED states found by a query the

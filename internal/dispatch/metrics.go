@@ -8,6 +8,7 @@ type Metrics struct {
 	requestDuration *prometheus.HistogramVec
 	requests        *prometheus.CounterVec
 	claims          prometheus.Counter
+	recordBatch     prometheus.Histogram
 	leaseExpiries   prometheus.Counter
 	rateLimitWait   *prometheus.HistogramVec
 	throttled       *prometheus.GaugeVec
@@ -29,6 +30,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "withdraw_provider_requests_total",
 			Help: "Provider calls by channel, operation, outcome kind and provider code.",
 		}, []string{"channel", "operation", "outcome", "code"}),
+		recordBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "withdraw_dispatch_record_batch_size",
+			Help:    "Provider answers written per transaction when several finished together.",
+			Buckets: []float64{2, 4, 8, 16, 32, 64},
+		}),
 		claims: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "withdraw_dispatch_claims_total",
 			Help: "Withdrawals claimed for a provider call.",
@@ -48,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"account"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.inFlight, m.requestDuration, m.requests, m.claims, m.leaseExpiries, m.rateLimitWait, m.throttled)
+		reg.MustRegister(m.inFlight, m.requestDuration, m.requests, m.claims, m.recordBatch, m.leaseExpiries, m.rateLimitWait, m.throttled)
 	}
 	return m
 }

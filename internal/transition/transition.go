@@ -82,6 +82,50 @@ func Resting(w *store.Withdrawal) withdrawal.State {
 // any claim. A real state change increments the version and writes exactly
 // one event with it; a change the state machine forbids is an error.
 func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now time.Time) (evented bool, err error) {
+	var rows Writes
+	if evented, err = ApplyDeferred(ctx, tx, w, c, now, &rows); err != nil {
+		return false, err
+	}
+	return evented, rows.Flush(ctx, tx)
+}
+
+// Writes gathers the outbox events and audit rows of the changes applied in
+// one transaction, so that Flush inserts them in two statements however
+// many changes there were (the dispatcher records its answers in batches).
+type Writes struct {
+	events   []store.OutboxEvent
+	attempts []store.Attempt
+}
+
+// Flush inserts the gathered rows in tx and empties w. It must run before
+// the transaction commits: a change without its event is not a change.
+func (w *Writes) Flush(ctx context.Context, tx *gorm.DB) error {
+	if len(w.events) > 0 {
+		if err := store.InsertOutbox(ctx, tx, w.events); err != nil {
+			return err
+		}
+	}
+	if len(w.attempts) > 0 {
+		if err := store.InsertAttempts(ctx, tx, w.attempts); err != nil {
+			return fmt.Errorf("record provider calls: %w", err)
+		}
+	}
+	w.events, w.attempts = w.events[:0], w.attempts[:0]
+	return nil
+}
+
+// AddAttempts gathers audit rows of withdrawal id that come with no change.
+func (w *Writes) AddAttempts(id string, attempts []store.Attempt) {
+	for _, a := range attempts {
+		a.WithdrawalID = id
+		a.Error = truncate(a.Error, 512)
+		w.attempts = append(w.attempts, a)
+	}
+}
+
+// ApplyDeferred is Apply with the event and audit rows gathered into rows
+// instead of inserted; the caller Flushes them in the same transaction.
+func ApplyDeferred(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now time.Time, rows *Writes) (evented bool, err error) {
 	from := withdrawal.State(w.State)
 	resting := Resting(w)
 	changed := c.To != resting
@@ -159,19 +203,9 @@ func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now 
 		if err != nil {
 			return false, err
 		}
-		if err := store.InsertOutbox(ctx, tx, []store.OutboxEvent{rec}); err != nil {
-			return false, err
-		}
+		rows.events = append(rows.events, rec)
 	}
-	if len(c.Attempts) > 0 {
-		for i := range c.Attempts {
-			c.Attempts[i].WithdrawalID = w.ID
-			c.Attempts[i].Error = truncate(c.Attempts[i].Error, 512)
-		}
-		if err := store.InsertAttempts(ctx, tx, c.Attempts); err != nil {
-			return false, fmt.Errorf("record attempts of %s: %w", w.ID, err)
-		}
-	}
+	rows.AddAttempts(w.ID, c.Attempts)
 	*w = next
 	return changed, nil
 }

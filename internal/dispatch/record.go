@@ -1,0 +1,176 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/transition"
+	"github.com/paycore/withdraw/internal/withdrawal"
+)
+
+// Recording provider answers in batches. At full load a dispatcher finishes
+// a provider call every couple of milliseconds; one transaction per answer
+// spent more of the database's CPU on BEGIN/COMMIT and single-row inserts
+// than on the changes themselves. Answers that finish while a transaction
+// is running are written together in the next one: each keeps its own
+// guarded UPDATE, and their events and audit rows go in two inserts. No
+// answer waits for company: a lone answer is written at once.
+
+const (
+	// recorders is how many batch transactions may run at once, so that one
+	// waiting on its commit's fsync does not hold up the next batch.
+	recorders = 2
+	// maxRecordBatch bounds a batch's transaction (and its row locks).
+	maxRecordBatch = 64
+)
+
+// recordJob is one answer waiting to be written.
+type recordJob struct {
+	c      claimed
+	change transition.Change
+	done   chan error
+}
+
+// startRecorders runs the batch writers until stop is closed; record sends
+// them its answers while they run. The returned function waits for them.
+func (d *Dispatcher) startRecorders(ctx context.Context, stop <-chan struct{}) (wait func()) {
+	jobs := make(chan recordJob)
+	d.mu.Lock()
+	d.records = jobs
+	d.mu.Unlock()
+	exited := make(chan struct{}, recorders)
+	for range recorders {
+		go func() {
+			defer func() { exited <- struct{}{} }()
+			for {
+				var batch []recordJob
+				select {
+				case j := <-jobs:
+					batch = append(batch, j)
+				case <-stop:
+					return
+				}
+			more:
+				for len(batch) < maxRecordBatch {
+					select {
+					case j := <-jobs:
+						batch = append(batch, j)
+					default:
+						break more
+					}
+				}
+				d.recordBatch(ctx, batch)
+			}
+		}()
+	}
+	return func() {
+		for range recorders {
+			<-exited
+		}
+		d.mu.Lock()
+		d.records = nil
+		d.mu.Unlock()
+	}
+}
+
+// record writes the change if this instance still holds the claim, through
+// the batch writers when they run (inside Run), else in a transaction of its
+// own. If the lease was lost (it expired into UNKNOWN), a definite answer
+// still applies where the state machine allows it; otherwise only the audit
+// rows are kept.
+func (d *Dispatcher) record(ctx context.Context, c claimed, change transition.Change) error {
+	for _, a := range change.Attempts {
+		if a.Operation != OpQuery {
+			change.AddSubmissions++
+		}
+	}
+	d.mu.Lock()
+	jobs := d.records
+	d.mu.Unlock()
+	if jobs == nil {
+		return d.recordAlone(ctx, recordJob{c: c, change: change})
+	}
+	j := recordJob{c: c, change: change, done: make(chan error, 1)}
+	jobs <- j
+	return <-j.done
+}
+
+// recordBatch writes a batch in one transaction and reports to each job. If
+// the transaction fails, nothing of it was written, and each answer is
+// written again on its own, so that one bad answer never costs the others.
+func (d *Dispatcher) recordBatch(ctx context.Context, batch []recordJob) {
+	if len(batch) == 1 {
+		batch[0].done <- d.recordAlone(ctx, batch[0])
+		return
+	}
+	now := d.opts.Now()
+	err := d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var rows transition.Writes
+		for _, j := range batch {
+			if err := d.recordIn(ctx, tx, j, now, &rows); err != nil {
+				return err
+			}
+		}
+		return rows.Flush(ctx, tx)
+	})
+	d.opts.Metrics.recordBatch.Observe(float64(len(batch)))
+	for _, j := range batch {
+		if err != nil {
+			j.done <- d.recordAlone(ctx, j)
+		} else {
+			j.done <- nil
+		}
+	}
+}
+
+// recordAlone writes one answer in a transaction of its own.
+func (d *Dispatcher) recordAlone(ctx context.Context, j recordJob) error {
+	now := d.opts.Now()
+	return d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var rows transition.Writes
+		if err := d.recordIn(ctx, tx, j, now, &rows); err != nil {
+			return err
+		}
+		return rows.Flush(ctx, tx)
+	})
+}
+
+// recordIn applies one answer inside tx, gathering its event and audit rows
+// into rows.
+func (d *Dispatcher) recordIn(ctx context.Context, tx *gorm.DB, j recordJob, now time.Time, rows *transition.Writes) error {
+	c, change := j.c, j.change
+	// The common case needs no lock: the claim snapshot is the row as long
+	// as the lease is ours, which the guarded UPDATE checks.
+	w := c.row
+	_, err := transition.ApplyDeferred(ctx, tx, &w, change, now, rows)
+	if !errors.Is(err, transition.ErrStale) {
+		return err
+	}
+	cur, err := transition.Lock(ctx, tx, c.row.ID)
+	if err != nil {
+		return err
+	}
+	lateButDefinite := cur.State != string(withdrawal.StateSubmitting) &&
+		change.To != transition.Resting(cur) && withdrawal.CanTransition(withdrawal.State(cur.State), change.To)
+	if !lateButDefinite {
+		d.log.Warn("claim lost before the answer was recorded; keeping the audit only",
+			"withdrawal_id", cur.ID, "out_request_no", cur.OutRequestNo, "state", cur.State, "answer", change.To)
+		if change.AddSubmissions > 0 {
+			if err := tx.Model(&store.Withdrawal{}).Where("id = ?", cur.ID).
+				Update("submissions", gorm.Expr("submissions + ?", change.AddSubmissions)).Error; err != nil {
+				return err
+			}
+		}
+		rows.AddAttempts(cur.ID, change.Attempts)
+		return nil
+	}
+	_, err = transition.ApplyDeferred(ctx, tx, cur, change, now, rows)
+	if errors.Is(err, transition.ErrStale) {
+		return nil
+	}
+	return err
+}
