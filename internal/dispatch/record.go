@@ -103,37 +103,36 @@ func (d *Dispatcher) record(ctx context.Context, c claimed, change transition.Ch
 // the transaction fails, nothing of it was written, and each answer is
 // written again on its own, so that one bad answer never costs the others.
 func (d *Dispatcher) recordBatch(ctx context.Context, batch []recordJob) {
-	if len(batch) == 1 {
-		batch[0].done <- d.recordAlone(ctx, batch[0])
-		return
+	err := d.write(ctx, batch)
+	if len(batch) > 1 {
+		d.opts.Metrics.recordBatch.Observe(float64(len(batch)))
 	}
-	now := d.opts.Now()
-	err := d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var rows transition.Writes
-		for _, j := range batch {
-			if err := d.recordIn(ctx, tx, j, now, &rows); err != nil {
-				return err
-			}
-		}
-		return rows.Flush(ctx, tx)
-	})
-	d.opts.Metrics.recordBatch.Observe(float64(len(batch)))
 	for _, j := range batch {
-		if err != nil {
-			j.done <- d.recordAlone(ctx, j)
-		} else {
+		switch {
+		case err == nil:
 			j.done <- nil
+		case len(batch) == 1:
+			j.done <- err
+		default:
+			j.done <- d.recordAlone(ctx, j)
 		}
 	}
 }
 
 // recordAlone writes one answer in a transaction of its own.
 func (d *Dispatcher) recordAlone(ctx context.Context, j recordJob) error {
+	return d.write(ctx, []recordJob{j})
+}
+
+// write applies the answers of jobs in one transaction.
+func (d *Dispatcher) write(ctx context.Context, jobs []recordJob) error {
 	now := d.opts.Now()
 	return d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var rows transition.Writes
-		if err := d.recordIn(ctx, tx, j, now, &rows); err != nil {
-			return err
+		for _, j := range jobs {
+			if err := d.recordIn(ctx, tx, j, now, &rows); err != nil {
+				return err
+			}
 		}
 		return rows.Flush(ctx, tx)
 	})

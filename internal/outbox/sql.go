@@ -46,8 +46,10 @@ func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, e
 		return fmt.Sprintf("SELECT id, event_id, event_key, lane, event_type, payload, created_at FROM outbox"+
 			" WHERE published_at = ? AND lane = %d%s ORDER BY id LIMIT %d", lane, not, perLane)
 	}
-	// Each query text has one placeholder: store.NotPublished.
+	// Each lane's SELECT has one placeholder, bound to store.NotPublished;
+	// lanesPerQuery says how many lanes one query text holds.
 	var queries []string
+	lanesPerQuery := 1
 	if db.Dialect == store.MySQL {
 		// (SELECT ... LIMIT) UNION ALL (SELECT ... LIMIT): MariaDB and
 		// MySQL stream it without copying the rows into derived tables.
@@ -60,7 +62,7 @@ func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, e
 			q.WriteString(query(lane))
 			q.WriteByte(')')
 		}
-		queries = []string{q.String()}
+		queries, lanesPerQuery = []string{q.String()}, len(lanes)
 	} else {
 		// SQLite has no parenthesised compound members; it is in-process,
 		// so one query per lane costs nothing.
@@ -68,12 +70,12 @@ func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, e
 			queries = append(queries, query(lane))
 		}
 	}
+	args := make([]any, lanesPerQuery)
+	for i := range args {
+		args[i] = store.NotPublished
+	}
 	for _, q := range queries {
 		var err error
-		args := make([]any, strings.Count(q, "?"))
-		for i := range args {
-			args[i] = store.NotPublished
-		}
 		if rows, err = scanPending(ctx, db, q, args, rows); err != nil {
 			return nil, false, fmt.Errorf("claim pending outbox rows: %w", err)
 		}
