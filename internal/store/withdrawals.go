@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"gorm.io/gorm"
 )
@@ -33,15 +34,39 @@ func FindKeyHashes(ctx context.Context, tx *gorm.DB, nos []string) ([]KeyHash, e
 	if len(nos) == 0 {
 		return nil, nil
 	}
-	var rows []KeyHash
-	err := tx.WithContext(ctx).Model(&Withdrawal{}).
-		Select("id", "channel", "account", "out_request_no", "params_hash").
-		Where("out_request_no IN ?", nos).
-		Find(&rows).Error
+	// FORCE INDEX: with a thousand keys in the IN list MariaDB estimates the
+	// ranges from index statistics, and while the table is young and
+	// growing those statistics lag so far behind that it chose a full scan
+	// for every batch: 4.9 million rows read to insert 100,000 on a fresh
+	// table, a fifth of the database's CPU. The unique index is always
+	// the right plan for this lookup.
+	q := "SELECT id, channel, account, out_request_no, params_hash FROM withdrawals"
+	if tx.Dialector.Name() == "mysql" {
+		q += " FORCE INDEX (uq_withdrawals_key)"
+	}
+	q += " WHERE out_request_no IN (?" + strings.Repeat(",?", len(nos)-1) + ")"
+	args := make([]any, len(nos))
+	for i, no := range nos {
+		args[i] = no
+	}
+	// Straight to the connection, as insertRows does.
+	rows, err := tx.Statement.ConnPool.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find withdrawals by out_request_no: %w", err)
 	}
-	return rows, nil
+	defer rows.Close()
+	var out []KeyHash
+	for rows.Next() {
+		var k KeyHash
+		if err := rows.Scan(&k.ID, &k.Channel, &k.Account, &k.OutRequestNo, &k.ParamsHash); err != nil {
+			return nil, fmt.Errorf("find withdrawals by out_request_no: %w", err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find withdrawals by out_request_no: %w", err)
+	}
+	return out, nil
 }
 
 // GetWithdrawal loads one withdrawal by id.
