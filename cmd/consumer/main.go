@@ -138,12 +138,12 @@ func run(args []string) error {
 	if failpointHook != nil {
 		log.Warn("TEST FAILPOINT armed: this process will kill itself", "failpoint", os.Getenv(envFailpoint))
 	}
-	afterStore := func() {
+	afterStore := func(merchantKeys []string) {
 		if failpointHook != nil {
 			failpointHook()
 		}
 		if disp != nil {
-			disp.Notify()
+			disp.NotifyDue(merchantKeys)
 		}
 		notifyRelay()
 	}

@@ -323,7 +323,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		ShutdownGrace:     5 * time.Second,
 		Logger:            log,
 		Metrics:           intake.NewMetrics(reg),
-		AfterStore:        func() { disp.Notify(); relay.Notify() },
+		AfterStore:        func(merchantKeys []string) { disp.NotifyDue(merchantKeys); relay.Notify() },
 		AccountConfigured: providers.Has,
 	})
 	if err != nil {

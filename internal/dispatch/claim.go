@@ -29,99 +29,38 @@ type claimed struct {
 	prov provider.Provider
 }
 
-// resubmitScanEvery spaces the scans for re-submissions the poller asked
-// for. They are rare (WeChat INIT) and wait for a delay anyway, while the
-// scan reads every due SUBMITTED row (resubmit_requested is in no index:
-// every index costs the intake an insert per command), and at 08:00 Beijing
-// time a whole day of SUBMITTED rows falls due for the poller at once.
-const resubmitScanEvery = time.Second
-
-// dueMerchants lists the merchants with due work, least recently served by
-// this instance first. One index dive per merchant and state
-// (ix_withdrawals_merchant_due), however long a merchant's queue is.
-func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time) (out []string, resubmit map[string]bool, err error) {
-	// "state IN (...) GROUP BY state, merchant_key" on purpose: with a single
-	// "state = ?" MariaDB reads the state's whole index range (ref access)
-	// instead of one entry per merchant (loose index scan, "Using index for
-	// group-by"), which cost a scan of the entire backlog per claim.
-	var groups []struct {
-		State       string
-		MerchantKey string
-	}
-	err = d.db.WithContext(ctx).Model(&store.Withdrawal{}).Select("state, merchant_key").
-		Where("state IN ?", claimable).
-		Group("state, merchant_key").
-		Having("MIN(next_attempt_at) <= ?", now).
-		Scan(&groups).Error
-	if err != nil {
-		return nil, nil, fmt.Errorf("due merchants: %w", err)
-	}
-	seen := make(map[string]bool, len(groups))
-	for _, g := range groups {
-		if !seen[g.MerchantKey] {
-			seen[g.MerchantKey] = true
-			out = append(out, g.MerchantKey)
-		}
-	}
-	resubmit, err = d.dueResubmits(ctx, now)
-	if err != nil {
-		return nil, nil, err
-	}
-	for k := range resubmit {
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	d.mu.Lock()
-	sort.SliceStable(out, func(i, j int) bool { return d.lastServed[out[i]].Before(d.lastServed[out[j]]) })
-	d.mu.Unlock()
-	return out, resubmit, nil
-}
-
-// dueResubmits returns the merchants with SUBMITTED withdrawals the provider
-// wants re-sent (INIT; the poller set next_attempt_at to when). It scans at
-// most every resubmitScanEvery and otherwise answers from its last scan;
-// dueRows checks every row again, so a stale answer costs one empty branch.
-func (d *Dispatcher) dueResubmits(ctx context.Context, now time.Time) (map[string]bool, error) {
-	d.mu.Lock()
-	fresh := !d.resubmitScannedAt.IsZero() && now.Sub(d.resubmitScannedAt) < resubmitScanEvery && now.After(d.resubmitScannedAt)
-	cached := d.resubmitMerchants
-	d.mu.Unlock()
-	if fresh {
-		return cached, nil
-	}
-	var keys []string
-	err := d.db.WithContext(ctx).Model(&store.Withdrawal{}).
-		Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?", string(withdrawal.StateSubmitted), now, true).
-		Distinct("merchant_key").
-		Pluck("merchant_key", &keys).Error
-	if err != nil {
-		return nil, fmt.Errorf("due re-submissions: %w", err)
-	}
-	found := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		found[k] = true
-	}
-	d.mu.Lock()
-	d.resubmitScannedAt, d.resubmitMerchants = now, found
-	d.mu.Unlock()
-	return found, nil
-}
-
 // claim takes up to budget due withdrawals, at most PerMerchant in flight
 // per merchant across all instances, and returns them with their requests.
+// A claim from a reused due-merchant list that finds nothing is tried once
+// more with a fresh scan (due.go).
 func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 	now := d.opts.Now()
-	merchants, resubmit, err := d.dueMerchants(ctx, now)
-	if err != nil || len(merchants) == 0 {
+	due, err := d.dueMerchants(ctx, now, false)
+	if err != nil {
 		return nil, err
+	}
+	out, err := d.claimFrom(ctx, due, budget, now)
+	if err == nil && len(out) == 0 && due.cached {
+		if due, err = d.dueMerchants(ctx, now, true); err != nil {
+			return nil, err
+		}
+		out, err = d.claimFrom(ctx, due, budget, now)
+	}
+	return out, err
+}
+
+// claimFrom claims from the merchants of due, in their order.
+func (d *Dispatcher) claimFrom(ctx context.Context, due dueList, budget int, now time.Time) ([]claimed, error) {
+	merchants := due.merchants
+	if len(merchants) == 0 {
+		return nil, nil
 	}
 	if err := d.registerMerchants(ctx, merchants); err != nil {
 		return nil, err
 	}
 
 	var out []claimed
+	var exhausted []string
 	var txOpts []*sql.TxOptions
 	mysql := d.db.Dialect == store.MySQL
 	if mysql {
@@ -129,7 +68,7 @@ func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 		// instances committed after this transaction began.
 		txOpts = append(txOpts, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	}
-	err = d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		out = out[:0]
 		quota := map[string]int{}
 		var served []string
@@ -168,22 +107,29 @@ func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
 				}
 			}
 		}
-		due, err := d.dueRows(tx, served, quota, resubmit, now)
+		rows, err := d.dueRows(tx, served, quota, due.resubmit, now)
 		if err != nil {
 			return err
 		}
-		out, err = d.takeAll(ctx, tx, due, now)
-		if err != nil {
-			return err
+		// A merchant given room that filled less of it has nothing more
+		// due: off the reused list.
+		got := make(map[string]int, len(served))
+		for _, w := range rows {
+			got[w.MerchantKey]++
 		}
-		if len(served) > 0 {
-			return tx.Table("dispatch_merchants").Where("merchant_key IN ?", served).Update("last_claimed_at", now).Error
+		exhausted = exhausted[:0]
+		for _, m := range served {
+			if got[m] < quota[m] {
+				exhausted = append(exhausted, m)
+			}
 		}
-		return nil
+		out, err = d.takeAll(ctx, tx, rows, now)
+		return err
 	}, txOpts...)
 	if err != nil {
 		return nil, err
 	}
+	d.due.drop(exhausted, due.gen)
 	d.mu.Lock()
 	for _, c := range out {
 		d.lastServed[c.row.MerchantKey] = now

@@ -342,3 +342,42 @@ func TestDispatchRedrivesInit(t *testing.T) {
 	}
 	r.assertVersionsGapFree()
 }
+
+// TestDispatchFindsNewWorkWhileBusy: while a backlog keeps every claim
+// productive from the reused due-merchant list (two merchants, one call at
+// a time, so a claim always finds one of them ready), a merchant whose
+// withdrawal was stored without telling this dispatcher (another instance's
+// intake) is still found by the periodic scan, long before the backlog is
+// done.
+func TestDispatchFindsNewWorkWhileBusy(t *testing.T) {
+	r := newRig(t, sandbox.Options{Faults: map[string]sandbox.Fault{"*": {Latency: 5 * time.Millisecond}}})
+	var big []*withdrawal.Command
+	for i := range 300 {
+		c := providertest.Command(withdrawal.ChannelWeChatEcommerce, fmt.Sprintf("BUSY%d", i), 100)
+		c.SubMchID = fmt.Sprintf("190000000%d", 1+i%2)
+		big = append(big, c)
+	}
+	r.seed(big...)
+	stop := run(t, r.dispatcher("d1", dispatch.Options{MaxInFlight: 1}))
+	r.waitFor(time.Minute, func(c map[string]int64) bool { return c["SUBMITTED"] >= 20 })
+	late := providertest.Command(withdrawal.ChannelWeChatEcommerce, "LATE1", 100)
+	late.SubMchID = "1900000003"
+	r.seed(late)
+	r.waitSettled(2 * time.Minute)
+	stop()
+
+	var rows []store.Withdrawal
+	r.db.Find(&rows)
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].SubmittedAt.Before(*rows[j].SubmittedAt) })
+	for i, w := range rows {
+		if w.OutRequestNo == "LATE1" {
+			// Found within about dueScanMaxAge (500ms), while the backlog
+			// needs 300 calls of at least 5ms one after another.
+			if after := len(rows) - 1 - i; after < 100 {
+				t.Errorf("the late merchant was submitted with only %d of the backlog after it", after)
+			}
+			return
+		}
+	}
+	t.Error("the late withdrawal was never submitted")
+}

@@ -49,6 +49,7 @@ type Dispatcher struct {
 	limiters   map[string]*adaptiveLimiter
 	lastServed map[string]time.Time // merchant → last claim, for fairness
 	registered map[string]bool      // merchants whose lock row exists
+	due        dueCache             // merchants with due work (due.go)
 	// The last scan for re-submissions (dueResubmits).
 	resubmitScannedAt time.Time
 	resubmitMerchants map[string]bool

@@ -71,11 +71,12 @@ type Options struct {
 	// again is a no-op. The store step itself is never given up.
 	CommitGiveUp time.Duration
 	// AfterStore, when set, is called after a batch's transaction has
-	// committed and before its offsets are committed. It is a TEST FAILPOINT:
-	// cmd/consumer sets it from WITHDRAW_FAILPOINT to kill the process in
-	// exactly the window where a crash makes Kafka redeliver stored
-	// commands. Production code leaves it nil.
-	AfterStore func()
+	// committed and before its offsets are committed, with the merchant
+	// keys of the batch's valid commands (new or redelivered). cmd/consumer
+	// wakes its dispatcher (NotifyDue) and relay with it, and arms the TEST
+	// FAILPOINT WITHDRAW_FAILPOINT in it: a kill in exactly the window where
+	// a crash makes Kafka redeliver stored commands.
+	AfterStore func(merchantKeys []string)
 	Logger     *slog.Logger
 	Metrics    *Metrics
 	// Now is the clock; tests may replace it.
@@ -301,7 +302,7 @@ func collided(err error) bool {
 // ended before the commit.
 func (in *Intake) finish(ctx context.Context, j *inflight) error {
 	if in.opts.AfterStore != nil {
-		in.opts.AfterStore()
+		in.opts.AfterStore(j.plan.merchantKeys())
 	}
 	err := in.retryFor(ctx, "commit", in.opts.CommitGiveUp, func() error {
 		attempt, cancel := context.WithTimeout(ctx, commitAttemptTimeout)

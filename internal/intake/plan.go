@@ -201,3 +201,16 @@ func rejectionEvent(cmd *withdrawal.Command, hash string, r *withdrawal.Rejectio
 		OccurredAt:   withdrawal.FormatEventTime(now),
 	}
 }
+
+// merchantKeys lists the distinct merchants of the plan's valid commands.
+func (p plan) merchantKeys() []string {
+	seen := make(map[string]bool)
+	var out []string
+	for _, v := range p.valid {
+		if k := v.row.MerchantKey; k != "" && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
