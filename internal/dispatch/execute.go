@@ -19,20 +19,52 @@ const (
 	OpQuery    = "query"
 )
 
-// execute makes the provider call(s) for one claimed withdrawal and records
-// what they showed.
+// execute runs one claimed withdrawal: waits for a call slot, makes the
+// provider call(s), frees the slot and records the answer.
 func (d *Dispatcher) execute(ctx context.Context, c claimed) {
+	defer d.wg.Done()
+	d.sem <- struct{}{}
+	d.opts.Metrics.inFlight.Inc()
 	var change transition.Change
+	if lease := c.row.LeaseExpiresAt; lease != nil && d.opts.Now().After(lease.Add(-d.opts.LeaseTTL/2)) {
+		// Half the lease went waiting for a slot (every slot stuck in slow
+		// calls): nothing was sent, so put it back rather than risk the
+		// lease running out during the call.
+		change = transition.Change{To: withdrawal.State(c.row.ClaimedFrom), NextAttemptAt: d.opts.Now()}
+	} else {
+		change = d.call(ctx, c)
+	}
+	// The provider call is over: its slot goes to the next withdrawal while
+	// the answer is written. The row is SUBMITTING until then, so the
+	// merchant's cap still counts it. Answers being written are bounded
+	// too: the slot is released only once there is room to record.
+	d.recording <- struct{}{}
+	<-d.sem
+	d.pending.Add(-1)
+	d.opts.Metrics.inFlight.Dec()
+	d.Notify()
+	d.finish(ctx, c, change)
+	<-d.recording
+}
+
+// call makes the provider call(s) for one claimed withdrawal and returns
+// the change they showed, to be recorded by finish.
+func (d *Dispatcher) call(ctx context.Context, c claimed) transition.Change {
 	switch withdrawal.State(c.row.ClaimedFrom) {
 	case withdrawal.StateUnknown:
-		change = d.settleUnknown(ctx, c)
+		return d.settleUnknown(ctx, c)
 	case withdrawal.StateSubmitted:
-		change = d.redrive(ctx, c)
+		return d.redrive(ctx, c)
 	default:
 		out, att := d.send(ctx, c, OpSubmit)
-		change = d.afterSend(c, out)
+		change := d.afterSend(c, out)
 		change.Attempts = append(change.Attempts, att)
+		return change
 	}
+}
+
+// finish records what the provider call(s) of a claimed withdrawal showed.
+func (d *Dispatcher) finish(ctx context.Context, c claimed, change transition.Change) {
 	err := d.record(ctx, c, change)
 	if err == nil && d.opts.OnChange != nil {
 		d.opts.OnChange()

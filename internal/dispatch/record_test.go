@@ -90,3 +90,47 @@ func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
 		}
 	}
 }
+
+// A claim that waited for a call slot through half its lease is put back
+// unsent: calling now could outlive the lease, and another instance would
+// then declare it "maybe sent" while it is being sent.
+func TestExecuteRequeuesAClaimThatWaitedTooLong(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs MariaDB")
+	}
+	ctx := context.Background()
+	db, _ := storetest.MySQL(t, store.PoolOptions{})
+	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := storetest.Seed(t, db, keys, providertest.Command(withdrawal.ChannelWeChatEcommerce, "WAITED1", 100))
+	// No providers: a call would fail the test by panicking.
+	d := New(db, nil, keys, Options{Instance: "t", LeaseTTL: time.Minute})
+	lease := time.Now().UTC().Add(20 * time.Second).Truncate(time.Microsecond) // 40 of 60s gone
+	if err := db.Exec("UPDATE withdrawals SET state = ?, claimed_from = ?, lease_owner = ?, lease_expires_at = ?, next_attempt_at = ? WHERE id = ?",
+		string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), d.owner, lease, lease, ids["WAITED1"]).Error; err != nil {
+		t.Fatal(err)
+	}
+	w, err := store.GetWithdrawal(ctx, db.DB, ids["WAITED1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.pending.Add(1)
+	d.wg.Add(1)
+	d.execute(ctx, claimed{row: *w})
+
+	got, err := store.GetWithdrawal(ctx, db.DB, ids["WAITED1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != string(withdrawal.StateAccepted) || got.Version != 1 || got.LeaseOwner != "" || got.NextAttemptAt.After(time.Now()) {
+		t.Errorf("after the wait: %s v%d lease %q next %s, want ACCEPTED v1, no lease, due now", got.State, got.Version, got.LeaseOwner, got.NextAttemptAt)
+	}
+	if attempts, _ := store.AttemptsOf(ctx, db.DB, got.ID); len(attempts) != 0 {
+		t.Errorf("%d audit rows for a call never made", len(attempts))
+	}
+	if d.pending.Load() != 0 || len(d.sem) != 0 || len(d.recording) != 0 {
+		t.Errorf("slots not given back: pending %d, calls %d, recording %d", d.pending.Load(), len(d.sem), len(d.recording))
+	}
+}
