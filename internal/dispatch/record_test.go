@@ -13,18 +13,25 @@ import (
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
-// One bad answer in a batch must not cost the others: the batch transaction
-// fails as a whole, and each answer is then written on its own.
-func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
+// mysqlAndKeys returns a fresh MariaDB database and a PII keyring.
+func mysqlAndKeys(t *testing.T) (*store.DB, *pii.Keyring) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs MariaDB")
 	}
-	ctx := context.Background()
 	db, _ := storetest.MySQL(t, store.PoolOptions{})
 	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("k1"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, keys
+}
+
+// One bad answer in a batch must not cost the others: the batch transaction
+// fails as a whole, and each answer is then written on its own.
+func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
+	ctx := context.Background()
+	db, keys := mysqlAndKeys(t)
 	ids := storetest.Seed(t, db, keys,
 		providertest.Command(withdrawal.ChannelWeChatEcommerce, "GOOD1", 100),
 		providertest.Command(withdrawal.ChannelWeChatEcommerce, "BAD1", 200))
@@ -95,15 +102,8 @@ func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
 // unsent: calling now could outlive the lease, and another instance would
 // then declare it "maybe sent" while it is being sent.
 func TestExecuteRequeuesAClaimThatWaitedTooLong(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs MariaDB")
-	}
 	ctx := context.Background()
-	db, _ := storetest.MySQL(t, store.PoolOptions{})
-	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("k1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, keys := mysqlAndKeys(t)
 	ids := storetest.Seed(t, db, keys, providertest.Command(withdrawal.ChannelWeChatEcommerce, "WAITED1", 100))
 	// No providers: a call would fail the test by panicking.
 	d := New(db, nil, keys, Options{Instance: "t", LeaseTTL: time.Minute})
