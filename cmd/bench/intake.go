@@ -225,21 +225,13 @@ func intakeBench(ctx context.Context, o options) (Report, error) {
 // runIntake consumes the whole topic with the real intake and returns the
 // time from its first fetch to its last offset commit.
 func runIntake(ctx context.Context, o options, dsn string, brokers []string, commands, dlq, id string, keys *pii.Keyring) (time.Duration, error) {
-	db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{})
+	rig, err := newConsumerRig(ctx, dsn, brokers, "bench.intake."+id, commands, o.n)
 	if err != nil {
 		return 0, err
 	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		return 0, err
-	}
-	reader := kafkautil.NewGroupReader(brokers, "bench.intake."+id, commands)
-	defer reader.Close()
-	writer := kafkautil.NewWriter(brokers, "")
-	defer writer.Close()
-	timed := bench.NewTimed(reader, o.n)
+	defer rig.close()
 	reg := prometheus.NewRegistry()
-	in, err := intake.New(db, timed, writer, intake.Options{BatchSize: o.batchSize, BatchWait: o.batchWait, Pipeline: o.pipeline, DLQTopic: dlq, Keys: keys,
+	in, err := intake.New(rig.db, rig.timed, rig.writer, intake.Options{BatchSize: o.batchSize, BatchWait: o.batchWait, Pipeline: o.pipeline, DLQTopic: dlq, Keys: keys,
 		Metrics: intake.NewMetrics(reg)})
 	if err != nil {
 		return 0, err
@@ -260,7 +252,7 @@ func runIntake(ctx context.Context, o options, dsn string, brokers []string, com
 	done := make(chan error, 1)
 	go func() { done <- in.Run(runCtx) }()
 	select {
-	case <-timed.Done():
+	case <-rig.timed.Done():
 	case err := <-done:
 		cancel()
 		return 0, fmt.Errorf("intake stopped early: %v", err)
@@ -273,7 +265,7 @@ func runIntake(ctx context.Context, o options, dsn string, brokers []string, com
 		return 0, err
 	}
 	printHistograms(reg)
-	return timed.Elapsed(), nil
+	return rig.timed.Elapsed(), nil
 }
 
 // printHistograms shows the intake's batch sizes and transaction times.
@@ -293,21 +285,13 @@ func printHistograms(reg *prometheus.Registry) {
 
 // runNaive consumes the first o.naive messages with the naive consumer.
 func runNaive(ctx context.Context, o options, dsn string, brokers []string, commands, dlq, id string, keys *pii.Keyring) (time.Duration, error) {
-	db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{})
+	rig, err := newConsumerRig(ctx, dsn, brokers, "bench.naive."+id, commands, o.naive)
 	if err != nil {
 		return 0, err
 	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		return 0, err
-	}
-	reader := kafkautil.NewGroupReader(brokers, "bench.naive."+id, commands)
-	defer reader.Close()
-	writer := kafkautil.NewWriter(brokers, "")
-	defer writer.Close()
-	timed := bench.NewTimed(reader, o.naive)
+	defer rig.close()
 	fmt.Printf("naive: consuming %d commands ...\n", o.naive)
-	naive := &bench.Naive{DB: db, Reader: timed, DLQ: writer, Topic: dlq + ".naive", Keys: keys}
+	naive := &bench.Naive{DB: rig.db, Reader: rig.timed, DLQ: rig.writer, Topic: dlq + ".naive", Keys: keys}
 	if err := kafkautil.EnsureTopics(ctx, brokers, []kafkautil.TopicSpec{{Name: naive.Topic, Partitions: 1, ReplicationFactor: 1}}); err != nil {
 		return 0, err
 	}
@@ -317,7 +301,43 @@ func runNaive(ctx context.Context, o options, dsn string, brokers []string, comm
 	if err := naive.Run(ctx, o.naive); err != nil {
 		return 0, err
 	}
-	return timed.Elapsed(), nil
+	return rig.timed.Elapsed(), nil
+}
+
+// consumerRig is what one timed consumer run needs: its own migrated
+// database, a reader in its own consumer group on the commands topic that
+// times the first n messages, and a writer for dead letters.
+type consumerRig struct {
+	db     *store.DB
+	timed  *bench.Timed
+	writer *kafka.Writer
+	// close releases the writer, the reader and the database, in that order.
+	close func()
+}
+
+// newConsumerRig opens and migrates the database at dsn and joins group on
+// the commands topic.
+func newConsumerRig(ctx context.Context, dsn string, brokers []string, group, commands string, n int) (*consumerRig, error) {
+	db, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: open database: %w", group, err)
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: migrate: %w", group, err)
+	}
+	reader := kafkautil.NewGroupReader(brokers, group, commands)
+	writer := kafkautil.NewWriter(brokers, "")
+	return &consumerRig{
+		db:     db,
+		timed:  bench.NewTimed(reader, n),
+		writer: writer,
+		close: func() {
+			writer.Close()
+			reader.Close()
+			db.Close()
+		},
+	}, nil
 }
 
 // check proves that every produced command is accounted for.

@@ -34,19 +34,14 @@ in plaintext, as upstream sent it: keep the output to yourself.`)
 	if len(pos) > 0 {
 		return fmt.Errorf("dlq list: unexpected arguments %v", pos)
 	}
-	bl, err := brokers(*brokerList)
+	_, client, done, err := connect(*brokerList)
 	if err != nil {
 		return err
 	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	client, done := kafkaClient(bl)
-	defer done()
-	ps, err := partitions(ctx, client, *topic)
-	if err != nil {
-		return err
-	}
-	bnd, err := bounds(ctx, client, *topic, ps)
+	ps, bnd, err := topicBounds(ctx, client, *topic)
 	if err != nil {
 		return err
 	}
@@ -81,6 +76,31 @@ in plaintext, as upstream sent it: keep the output to yourself.`)
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "%d dead letter(s) in %s\n", total, *topic)
 	return nil
+}
+
+// connect parses a --kafka-brokers list and opens a client with a transport
+// of its own on it; done releases the client's connections.
+func connect(brokerList string) (bl []string, client *kafka.Client, done func(), err error) {
+	bl, err = brokers(brokerList)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	client, done = kafkaClient(bl)
+	return bl, client, done, nil
+}
+
+// topicBounds lists a topic's partitions and, by partition, their first and
+// last (next to be written) offsets.
+func topicBounds(ctx context.Context, client *kafka.Client, topic string) ([]int, map[int][2]int64, error) {
+	ps, err := partitions(ctx, client, topic)
+	if err != nil {
+		return nil, nil, err
+	}
+	bnd, err := bounds(ctx, client, topic, ps)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ps, bnd, nil
 }
 
 // preview quotes the first n bytes of v.
@@ -118,14 +138,13 @@ stored is harmless: the intake recognises the same key and parameters as a dupli
 		fs.Usage()
 		return errors.New("dlq replay: --offset is required")
 	}
-	bl, err := brokers(*brokerList)
+	bl, client, done, err := connect(*brokerList)
 	if err != nil {
 		return err
 	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	client, done := kafkaClient(bl)
-	defer done()
 	ps, err := partitions(ctx, client, *dlqTopic)
 	if err != nil {
 		return err

@@ -37,10 +37,11 @@ committed). Follows new events until Ctrl-C, --max events or --timeout.`)
 	if *from != "beginning" && *from != "end" {
 		return fmt.Errorf("events: --from %q: want beginning or end", *from)
 	}
-	bl, err := brokers(*brokerList)
+	_, client, done, err := connect(*brokerList)
 	if err != nil {
 		return err
 	}
+	defer done()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if *timeout > 0 {
@@ -48,13 +49,7 @@ committed). Follows new events until Ctrl-C, --max events or --timeout.`)
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	client, done := kafkaClient(bl)
-	defer done()
-	ps, err := partitions(ctx, client, *topic)
-	if err != nil {
-		return err
-	}
-	bnd, err := bounds(ctx, client, *topic, ps)
+	ps, bnd, err := topicBounds(ctx, client, *topic)
 	if err != nil {
 		return err
 	}

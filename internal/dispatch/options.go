@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/paycore/withdraw/internal/optdefault"
 	"github.com/paycore/withdraw/internal/schedule"
 )
 
@@ -56,36 +57,18 @@ type Rate struct {
 }
 
 func (o *Options) defaults() {
-	if o.Instance == "" {
-		o.Instance = "dispatcher"
-	}
-	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 64
-	}
-	if o.PerMerchant <= 0 {
-		o.PerMerchant = 1
-	}
-	if o.ClaimBatch <= 0 {
-		o.ClaimBatch = 256
-	}
-	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = 60 * time.Second
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = 250 * time.Millisecond
-	}
+	optdefault.Zero(&o.Instance, "dispatcher")
+	optdefault.NonPositive(&o.MaxInFlight, 64)
+	optdefault.NonPositive(&o.PerMerchant, 1)
+	optdefault.NonPositive(&o.ClaimBatch, 256)
+	optdefault.NonPositive(&o.LeaseTTL, 60*time.Second)
+	optdefault.NonPositive(&o.PollInterval, 250*time.Millisecond)
 	if o.DefaultRate.PerSecond <= 0 {
 		o.DefaultRate = Rate{PerSecond: 200, Burst: 50}
 	}
-	if o.Rules == (schedule.Rules{}) {
-		o.Rules = schedule.Production()
-	}
-	if o.ConfigErrorDelay <= 0 {
-		o.ConfigErrorDelay = 5 * time.Minute
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	optdefault.Zero(&o.Rules, schedule.Production())
+	optdefault.NonPositive(&o.ConfigErrorDelay, 5*time.Minute)
+	optdefault.Zero(&o.Logger, slog.Default())
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}

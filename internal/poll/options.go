@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/paycore/withdraw/internal/optdefault"
 	"github.com/paycore/withdraw/internal/schedule"
 )
 
@@ -63,48 +64,22 @@ const (
 )
 
 func (o *Options) defaults() {
-	if o.Instance == "" {
-		o.Instance = "poller"
-	}
+	optdefault.Zero(&o.Instance, "poller")
 	if len(o.Instance) > 64 {
 		o.Instance = o.Instance[:64]
 	}
-	if o.Rules == (schedule.Rules{}) {
-		o.Rules = schedule.Production()
-	}
-	if o.SweepSpec == "" {
-		o.SweepSpec = DefaultSweepSpec
-	}
-	if o.DailySpec == "" {
-		o.DailySpec = DefaultDailySpec
-	}
-	if o.BatchSize <= 0 {
-		o.BatchSize = 200
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 16
-	}
-	if o.QueryRate <= 0 {
-		o.QueryRate = 20
-	}
-	if o.QueryBurst <= 0 {
-		o.QueryBurst = 10
-	}
-	if o.Lease <= 0 {
-		o.Lease = 5 * time.Minute
-	}
-	if o.UnknownStuckAfter <= 0 {
-		o.UnknownStuckAfter = 24 * time.Hour
-	}
-	if o.AcceptedStuckAfter <= 0 {
-		o.AcceptedStuckAfter = time.Hour
-	}
-	if o.StuckLogLimit <= 0 {
-		o.StuckLogLimit = 1000
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	optdefault.Zero(&o.Rules, schedule.Production())
+	optdefault.Zero(&o.SweepSpec, DefaultSweepSpec)
+	optdefault.Zero(&o.DailySpec, DefaultDailySpec)
+	optdefault.NonPositive(&o.BatchSize, 200)
+	optdefault.NonPositive(&o.Concurrency, 16)
+	optdefault.NonPositive(&o.QueryRate, 20)
+	optdefault.NonPositive(&o.QueryBurst, 10)
+	optdefault.NonPositive(&o.Lease, 5*time.Minute)
+	optdefault.NonPositive(&o.UnknownStuckAfter, 24*time.Hour)
+	optdefault.NonPositive(&o.AcceptedStuckAfter, time.Hour)
+	optdefault.NonPositive(&o.StuckLogLimit, 1000)
+	optdefault.Zero(&o.Logger, slog.Default())
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
