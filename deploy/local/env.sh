@@ -421,10 +421,19 @@ kafka_launch() {
 }
 
 kafka_wait() {
-	local pid
-	pid=$(pid_alive "$KAFKA_PIDFILE" kafka.Kafka) ||
-		fail_with_log kafka "$KAFKA_DIR/stdout.log" "broker process is not running"
+	local pid launched
 	local deadline=$((SECONDS + TIMEOUT))
+	# Right after launch the child may not have exec'd java yet: its cmdline
+	# is still this script's, so pid_alive does not recognise it. On a loaded
+	# machine (the outage tests restart the broker while others run) that
+	# window lasted long enough to fail a start that went on to succeed.
+	launched=$(<"$KAFKA_PIDFILE")
+	until pid=$(pid_alive "$KAFKA_PIDFILE" kafka.Kafka); do
+		if [[ ! -d /proc/$launched ]] || ((SECONDS >= deadline)); then
+			fail_with_log kafka "$KAFKA_DIR/stdout.log" "broker process is not running"
+		fi
+		sleep 0.1
+	done
 	# Cheap TCP check first, then a real metadata round trip via the probe.
 	until port_open "$KAFKA_PORT"; do
 		[[ -d /proc/$pid ]] || fail_with_log kafka "$KAFKA_LOG" "broker exited during startup (see also $KAFKA_DIR/stdout.log)"
