@@ -128,11 +128,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.pending.Add(int64(len(work)))
 			d.wg.Add(len(work))
 			for _, c := range work {
-				// The call and its record finish even during shutdown
-				// (claims waiting for a slot included): an outcome thrown
-				// away would leave the claim to expire into UNKNOWN and
-				// cost a query.
-				go d.execute(context.WithoutCancel(ctx), c)
+				go d.execute(ctx, c)
 			}
 			claimed = len(work)
 		}

@@ -20,19 +20,28 @@ const (
 )
 
 // execute runs one claimed withdrawal: waits for a call slot, makes the
-// provider call(s), frees the slot and records the answer.
+// provider call(s), frees the slot and records the answer. ctx is Run's: once
+// it is cancelled no new call starts, but a call under way and every record
+// finish (an answer thrown away would leave the claim to expire into
+// UNKNOWN and cost a query).
 func (d *Dispatcher) execute(ctx context.Context, c claimed) {
 	defer d.wg.Done()
 	d.sem <- struct{}{}
 	d.opts.Metrics.inFlight.Inc()
+	bg := context.WithoutCancel(ctx)
 	var change transition.Change
-	if lease := c.row.LeaseExpiresAt; lease != nil && d.opts.Now().After(lease.Add(-d.opts.LeaseTTL/2)) {
+	switch lease := c.row.LeaseExpiresAt; {
+	case ctx.Err() != nil:
+		// Shutting down before its call began: nothing was sent, put it
+		// back for whichever instance runs next.
+		change = d.unsent(c)
+	case lease != nil && d.opts.Now().After(lease.Add(-d.opts.LeaseTTL/2)):
 		// Half the lease went waiting for a slot (every slot stuck in slow
-		// calls): nothing was sent, so put it back rather than risk the
-		// lease running out during the call.
-		change = transition.Change{To: withdrawal.State(c.row.ClaimedFrom), NextAttemptAt: d.opts.Now()}
-	} else {
-		change = d.call(ctx, c)
+		// calls): put it back rather than risk the lease running out during
+		// the call.
+		change = d.unsent(c)
+	default:
+		change = d.call(bg, c)
 	}
 	// The provider call is over: its slot goes to the next withdrawal while
 	// the answer is written. The row is SUBMITTING until then, so the
@@ -43,8 +52,14 @@ func (d *Dispatcher) execute(ctx context.Context, c claimed) {
 	d.pending.Add(-1)
 	d.opts.Metrics.inFlight.Dec()
 	d.Notify()
-	d.finish(ctx, c, change)
+	d.finish(bg, c, change)
 	<-d.recording
+}
+
+// unsent is the change that returns a claim nothing was sent for to where it
+// came from, due now, without an event (claimed_from = state).
+func (d *Dispatcher) unsent(c claimed) transition.Change {
+	return transition.Change{To: withdrawal.State(c.row.ClaimedFrom), NextAttemptAt: d.opts.Now()}
 }
 
 // call makes the provider call(s) for one claimed withdrawal and returns

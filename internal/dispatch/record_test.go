@@ -102,25 +102,49 @@ func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
 // unsent: calling now could outlive the lease, and another instance would
 // then declare it "maybe sent" while it is being sent.
 func TestExecuteRequeuesAClaimThatWaitedTooLong(t *testing.T) {
-	ctx := context.Background()
+	d, db, id, c := claimedByHand(t, "WAITED1", 20*time.Second) // 40 of 60s gone
+	d.execute(context.Background(), c)
+	assertPutBack(t, d, db, id)
+}
+
+// A claim still waiting for a slot when the dispatcher shuts down is put
+// back unsent: no new provider call starts after SIGTERM.
+func TestExecuteAfterShutdownPutsTheClaimBack(t *testing.T) {
+	d, db, id, c := claimedByHand(t, "STOPPED1", time.Minute) // fresh
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.execute(ctx, c)
+	assertPutBack(t, d, db, id)
+}
+
+// claimedByHand seeds one withdrawal and claims it for a dispatcher without
+// providers (a provider call would fail the test by panicking), with a
+// lease of 60s that ends in leaseLeft, counted as pending as Run would.
+func claimedByHand(t *testing.T, outRequestNo string, leaseLeft time.Duration) (*Dispatcher, *store.DB, string, claimed) {
+	t.Helper()
 	db, keys := mysqlAndKeys(t)
-	ids := storetest.Seed(t, db, keys, providertest.Command(withdrawal.ChannelWeChatEcommerce, "WAITED1", 100))
-	// No providers: a call would fail the test by panicking.
+	id := storetest.Seed(t, db, keys, providertest.Command(withdrawal.ChannelWeChatEcommerce, outRequestNo, 100))[outRequestNo]
 	d := New(db, nil, keys, Options{Instance: "t", LeaseTTL: time.Minute})
-	lease := time.Now().UTC().Add(20 * time.Second).Truncate(time.Microsecond) // 40 of 60s gone
+	lease := time.Now().UTC().Add(leaseLeft).Truncate(time.Microsecond)
 	if err := db.Exec("UPDATE withdrawals SET state = ?, claimed_from = ?, lease_owner = ?, lease_expires_at = ?, next_attempt_at = ? WHERE id = ?",
-		string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), d.owner, lease, lease, ids["WAITED1"]).Error; err != nil {
+		string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), d.owner, lease, lease, id).Error; err != nil {
 		t.Fatal(err)
 	}
-	w, err := store.GetWithdrawal(ctx, db.DB, ids["WAITED1"])
+	w, err := store.GetWithdrawal(context.Background(), db.DB, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.pending.Add(1)
 	d.wg.Add(1)
-	d.execute(ctx, claimed{row: *w})
+	return d, db, id, claimed{row: *w}
+}
 
-	got, err := store.GetWithdrawal(ctx, db.DB, ids["WAITED1"])
+// assertPutBack checks that a claim went back to ACCEPTED unsent.
+func assertPutBack(t *testing.T, d *Dispatcher, db *store.DB, id string) {
+	t.Helper()
+	ctx := context.Background()
+
+	got, err := store.GetWithdrawal(ctx, db.DB, id)
 	if err != nil {
 		t.Fatal(err)
 	}
