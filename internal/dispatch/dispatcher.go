@@ -157,12 +157,14 @@ func (d *Dispatcher) minClaim() int {
 	return min(d.opts.ClaimBatch, max(1, d.opts.MaxInFlight/8))
 }
 
-// prefetch is how many claimed withdrawals may wait for a call slot: one
-// claim's worth, so the slots stay busy while the next claim runs (with
+// prefetch is how many claimed withdrawals may wait for a call slot: two
+// claims' worth, so the slots stay busy while the next claim runs (with
 // 50 ms provider latency the slots idled 14% of the time waiting for
-// claims). Waiting is short, a slot frees every few milliseconds under load,
-// and execute re-queues a claim that waited so long its lease could expire.
-func (d *Dispatcher) prefetch() int { return d.minClaim() }
+// claims; one claim's worth recovered most of it, two measured better
+// again: 78–82% of cap/latency against 73–74% side by side). Waiting is
+// short, a slot frees every few milliseconds under load, and execute puts
+// back a claim that waited so long its lease could expire.
+func (d *Dispatcher) prefetch() int { return 2 * d.minClaim() }
 
 // limiter returns the rate limiter of a provider account.
 func (d *Dispatcher) limiter(account string) *adaptiveLimiter {
