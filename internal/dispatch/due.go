@@ -105,13 +105,6 @@ func (c *dueCache) drop(merchants []string, gen uint64) {
 	}
 }
 
-// invalidate forces the next claim to scan.
-func (c *dueCache) invalidate() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.scannedAt = time.Time{}
-}
-
 // NotifyDue tells the dispatcher that these merchants have new due
 // withdrawals (the intake of the same process, after it stored a batch),
 // and wakes it. Merchants it is not told about are found by its scans.
