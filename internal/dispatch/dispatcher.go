@@ -94,8 +94,9 @@ func (d *Dispatcher) Notify() {
 }
 
 // Run claims and executes withdrawals until ctx is cancelled, then waits for
-// the provider calls in flight to be recorded. A claim abandoned by a crash
-// is recovered by any instance's lease sweep.
+// the provider calls in flight to be recorded and puts back the claims still
+// waiting for a call slot. A claim abandoned by a crash is recovered by any
+// instance's lease sweep.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	ticker := time.NewTicker(d.opts.PollInterval)
 	defer ticker.Stop()

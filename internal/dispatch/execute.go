@@ -34,12 +34,12 @@ func (d *Dispatcher) execute(ctx context.Context, c claimed) {
 	case ctx.Err() != nil:
 		// Shutting down before its call began: nothing was sent, put it
 		// back for whichever instance runs next.
-		change = d.unsent(c)
+		change = putBack(c, d.opts.Now())
 	case lease != nil && d.opts.Now().After(lease.Add(-d.opts.LeaseTTL/2)):
 		// Half the lease went waiting for a slot (every slot stuck in slow
 		// calls): put it back rather than risk the lease running out during
 		// the call.
-		change = d.unsent(c)
+		change = putBack(c, d.opts.Now())
 	default:
 		change = d.call(bg, c)
 	}
@@ -56,10 +56,11 @@ func (d *Dispatcher) execute(ctx context.Context, c claimed) {
 	<-d.recording
 }
 
-// unsent is the change that returns a claim nothing was sent for to where it
-// came from, due now, without an event (claimed_from = state).
-func (d *Dispatcher) unsent(c claimed) transition.Change {
-	return transition.Change{To: withdrawal.State(c.row.ClaimedFrom), NextAttemptAt: d.opts.Now()}
+// putBack is the change that returns a claim the provider did not process
+// (nothing sent, or a 429) to where it came from, due at at, without an
+// event (claimed_from = state).
+func putBack(c claimed, at time.Time) transition.Change {
+	return transition.Change{To: withdrawal.State(c.row.ClaimedFrom), NextAttemptAt: at}
 }
 
 // call makes the provider call(s) for one claimed withdrawal and returns
@@ -152,7 +153,6 @@ func (d *Dispatcher) redrive(ctx context.Context, c claimed) transition.Change {
 // afterSend maps a submission outcome to the change to record.
 func (d *Dispatcher) afterSend(c claimed, out provider.Outcome) transition.Change {
 	now := d.opts.Now()
-	origin := withdrawal.State(c.row.ClaimedFrom)
 	switch out.Kind {
 	case provider.KindAccepted:
 		to := withdrawal.StateSubmitted
@@ -171,7 +171,7 @@ func (d *Dispatcher) afterSend(c claimed, out provider.Outcome) transition.Chang
 		if delay <= 0 {
 			delay = time.Second
 		}
-		return transition.Change{To: origin, NextAttemptAt: now.Add(delay)}
+		return putBack(c, now.Add(delay))
 	default: // Ambiguous: maybe created.
 		next := d.opts.Rules.NextUnknownRetry(now, 0)
 		if out.Exists {
