@@ -85,14 +85,15 @@ func insertRows(ctx context.Context, tx *gorm.DB, table string, cols []string, s
 				}
 			}
 		}
-		q := insertStatement(table, cols, suffix, rows)
+		key := statementKey{table, suffix, rows}
+		q := insertStatement(key, cols)
 		args := make([]any, 0, rows*len(cols))
 		for i := start; i < start+rows; i++ {
 			args = appendRow(i, args)
 		}
 		var err error
-		if prepared {
-			err = prep.exec(ctx, q, args)
+		if st := prep.statement(ctx, key, q, prepared); st != nil {
+			_, err = st.ExecContext(ctx, args...)
 		} else {
 			// Straight to the connection (the *sql.Tx inside a
 			// transaction): GORM's Exec walks every one of the thousands of
@@ -109,10 +110,10 @@ func insertRows(ctx context.Context, tx *gorm.DB, table string, cols []string, s
 	return nil
 }
 
-// insertStatement is the multi-row INSERT of rows rows; the ones of the
-// prepared sizes are built once.
-func insertStatement(table string, cols []string, suffix string, rows int) string {
-	key := statementKey{table, suffix, rows}
+// insertStatement is the multi-row INSERT of key; the ones of the prepared
+// sizes are built once.
+func insertStatement(key statementKey, cols []string) string {
+	table, suffix, rows := key.table, key.suffix, key.rows
 	if q, ok := statements.Load(key); ok {
 		return q.(string)
 	}
@@ -165,16 +166,20 @@ func preparerOf(tx *gorm.DB) *preparer {
 	return &preparer{db: sqlDB, tx: sqlTx}
 }
 
-// exec runs q with args on the transaction's connection. The statement is
-// prepared once per database handle (database/sql then prepares it once per
-// connection, on first use) and never closed: there are a dozen of them.
-func (p *preparer) exec(ctx context.Context, q string, args []any) error {
-	key := preparedKey{p.db, q}
-	st, ok := preparedStatements.Load(key)
+// statement returns q prepared on the transaction's connection, or nil if
+// it goes as text: not asked to prepare (p nil or want false), or the
+// statement cannot be prepared now. It is prepared once per database handle
+// (database/sql then prepares it once per connection, on first use) and
+// never closed: there are a dozen per handle.
+func (p *preparer) statement(ctx context.Context, key statementKey, q string, want bool) *sql.Stmt {
+	if p == nil || !want {
+		return nil
+	}
+	pkey := preparedKey{p.db, key}
+	st, ok := preparedStatements.Load(pkey)
 	if !ok {
-		if at, failed := prepareFailed.Load(key); failed && time.Since(at.(time.Time)) < prepareRetryAfter {
-			_, err := p.tx.ExecContext(ctx, q, args...)
-			return err
+		if at, failed := prepareFailed.Load(pkey); failed && time.Since(at.(time.Time)) < prepareRetryAfter {
+			return nil
 		}
 		// Preparing on the handle takes a connection of the pool. If every
 		// connection is held by a transaction (a small pool, and they all
@@ -184,17 +189,15 @@ func (p *preparer) exec(ctx context.Context, q string, args []any) error {
 		fresh, err := p.db.PrepareContext(pctx, q)
 		cancel()
 		if err != nil {
-			prepareFailed.Store(key, time.Now())
-			_, err := p.tx.ExecContext(ctx, q, args...)
-			return err
+			prepareFailed.Store(pkey, time.Now())
+			return nil
 		}
 		var loaded bool
-		if st, loaded = preparedStatements.LoadOrStore(key, fresh); loaded {
+		if st, loaded = preparedStatements.LoadOrStore(pkey, fresh); loaded {
 			fresh.Close()
 		}
 	}
-	_, err := p.tx.StmtContext(ctx, st.(*sql.Stmt)).ExecContext(ctx, args...)
-	return err
+	return p.tx.StmtContext(ctx, st.(*sql.Stmt))
 }
 
 // prepareWait bounds the wait for a pool connection to prepare on; after a
@@ -209,8 +212,8 @@ const (
 var prepareFailed sync.Map // preparedKey → time.Time
 
 type preparedKey struct {
-	db    *sql.DB
-	query string
+	db   *sql.DB
+	stmt statementKey
 }
 
 // preparedStatements holds the prepared INSERTs by database handle and text.
