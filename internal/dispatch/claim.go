@@ -107,7 +107,7 @@ func (d *Dispatcher) claimFrom(ctx context.Context, due dueList, budget int, now
 				}
 			}
 		}
-		rows, err := d.dueRows(tx, served, quota, due.resubmit, now)
+		rows, err := d.dueRows(tx, served, quota, due, now)
 		if err != nil {
 			return err
 		}
@@ -195,27 +195,19 @@ func (d *Dispatcher) inFlight(tx *gorm.DB, merchants []string) (map[string]int, 
 }
 
 // dueRows reads, in one statement, the earliest due withdrawals of each
-// merchant up to its quota: one branch per merchant and claimable state,
-// each an ordered range of ix_withdrawals_merchant_due (or
-// for re-submissions the merchant's due SUBMITTED rows), so a merchant with 10,000 queued costs what one
-// with 3 does. No row locks: the merchant lock rows keep other claimers
-// away, and the claim's UPDATE checks each row's version against anyone
-// else.
-func (d *Dispatcher) dueRows(tx *gorm.DB, merchants []string, quota map[string]int, resubmit map[string]bool, now time.Time) ([]store.Withdrawal, error) {
+// merchant up to its quota: one branch per merchant and claimable state it
+// has due work in (due.states), each an ordered range of
+// ix_withdrawals_merchant_due (or for re-submissions the merchant's due
+// SUBMITTED rows), so a merchant with 10,000 queued costs what one with 3
+// does. No row locks: the merchant lock rows keep other claimers away, and
+// the claim's UPDATE checks each row's version against anyone else.
+func (d *Dispatcher) dueRows(tx *gorm.DB, merchants []string, quota map[string]int, due dueList, now time.Time) ([]store.Withdrawal, error) {
 	var rows []store.Withdrawal
 	const perStatement = 100 // merchants
 	for start := 0; start < len(merchants); start += perStatement {
-		var branches []string
-		var args []any
-		for _, m := range merchants[start:min(start+perStatement, len(merchants))] {
-			for _, state := range claimable {
-				branches = append(branches, "SELECT * FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
-				args = append(args, state, m, now, quota[m])
-			}
-			if resubmit[m] {
-				branches = append(branches, "SELECT * FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? AND resubmit_requested = ? ORDER BY next_attempt_at LIMIT ?")
-				args = append(args, string(withdrawal.StateSubmitted), m, now, true, quota[m])
-			}
+		branches, args := dueBranches(merchants[start:min(start+perStatement, len(merchants))], quota, due, now)
+		if len(branches) == 0 {
+			continue
 		}
 		var batch []store.Withdrawal
 		if err := tx.Raw(unionAll(d.db.Dialect, branches), args...).Scan(&batch).Error; err != nil {
@@ -235,6 +227,27 @@ func (d *Dispatcher) dueRows(tx *gorm.DB, merchants []string, quota map[string]i
 		}
 	}
 	return out, nil
+}
+
+// dueBranches are the SELECTs of dueRows for merchants, with their
+// arguments: per merchant, one for each claimable state it has due work in
+// (all of them when unknown) and one for its due re-submissions.
+func dueBranches(merchants []string, quota map[string]int, due dueList, now time.Time) (branches []string, args []any) {
+	for _, m := range merchants {
+		states, known := due.states[m]
+		for i, state := range claimable {
+			if known && states&(1<<i) == 0 {
+				continue
+			}
+			branches = append(branches, "SELECT * FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
+			args = append(args, state, m, now, quota[m])
+		}
+		if due.resubmit[m] {
+			branches = append(branches, "SELECT * FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? AND resubmit_requested = ? ORDER BY next_attempt_at LIMIT ?")
+			args = append(args, string(withdrawal.StateSubmitted), m, now, true, quota[m])
+		}
+	}
+	return branches, args
 }
 
 // unionAll joins ordered, limited SELECTs. MySQL takes each in parentheses;

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -9,19 +10,19 @@ import (
 func TestDueCacheReuseAndExpiry(t *testing.T) {
 	var c dueCache
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, _, ok := c.snapshot(t0); ok {
+	if _, _, _, ok := c.snapshot(t0); ok {
 		t.Fatal("an empty cache was reused")
 	}
-	c.replace([]string{"a", "b"}, t0)
-	got, _, ok := c.snapshot(t0.Add(dueScanMaxAge - time.Millisecond))
+	c.replace(map[string]dueStates{"a": dueAccepted, "b": dueAccepted}, t0)
+	got, _, _, ok := c.snapshot(t0.Add(dueScanMaxAge - time.Millisecond))
 	slices.Sort(got)
 	if !ok || !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("fresh list = %v, %v", got, ok)
 	}
-	if _, _, ok := c.snapshot(t0.Add(dueScanMaxAge)); ok {
+	if _, _, _, ok := c.snapshot(t0.Add(dueScanMaxAge)); ok {
 		t.Error("a list dueScanMaxAge old was reused")
 	}
-	if _, _, ok := c.snapshot(t0.Add(-time.Second)); ok {
+	if _, _, _, ok := c.snapshot(t0.Add(-time.Second)); ok {
 		t.Error("a list from the future (clock stepped back) was reused")
 	}
 }
@@ -32,21 +33,62 @@ func TestDueCacheReuseAndExpiry(t *testing.T) {
 func TestDueCacheDropKeepsLaterAdditions(t *testing.T) {
 	var c dueCache
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	c.add([]string{"x"}) // before any scan: the scan will find it
-	if _, _, ok := c.snapshot(t0); ok {
+	c.add([]string{"x"}, dueAccepted) // before any scan: the scan will find it
+	if _, _, _, ok := c.snapshot(t0); ok {
 		t.Fatal("an add created a list without a scan")
 	}
-	c.replace([]string{"a", "b", "c"}, t0)
-	_, gen, _ := c.snapshot(t0)
-	c.add([]string{"b", "d"}) // the intake stored more for b, and a new d
+	c.replace(map[string]dueStates{"a": dueAccepted, "b": dueAccepted, "c": dueAccepted}, t0)
+	_, _, gen, _ := c.snapshot(t0)
+	c.add([]string{"b", "d"}, dueAccepted) // the intake stored more for b, and a new d
 	c.drop([]string{"a", "b", "d"}, gen)
-	got, _, ok := c.snapshot(t0)
+	got, _, _, ok := c.snapshot(t0)
 	slices.Sort(got)
 	if !ok || !slices.Equal(got, []string{"b", "c", "d"}) {
 		t.Errorf("after drop = %v, want [b c d]", got)
 	}
 	c.drop([]string{"b", "c", "d"}, gen+1)
-	if _, _, ok := c.snapshot(t0); ok {
+	if _, _, _, ok := c.snapshot(t0); ok {
 		t.Error("an emptied list was reused: the next claim must scan")
+	}
+}
+
+// TestDueBranchesFollowTheDueStates: a merchant known to have only new
+// withdrawals costs one branch, one whose states are unknown (not in the
+// list's states) gets a branch per claimable state, and one with only a
+// re-submission due gets only that branch.
+func TestDueBranchesFollowTheDueStates(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	due := dueList{
+		states:   map[string]dueStates{"new": dueAccepted, "both": dueAccepted | stateBit("UNKNOWN"), "resubmit": 0},
+		resubmit: map[string]bool{"resubmit": true},
+	}
+	quota := map[string]int{"new": 1, "both": 1, "unknown": 1, "resubmit": 1}
+	for _, tc := range []struct {
+		merchant string
+		states   []any // the state argument of each branch
+	}{
+		{"new", []any{"ACCEPTED"}},
+		{"both", []any{"ACCEPTED", "UNKNOWN"}},
+		{"unknown", []any{"ACCEPTED", "UNKNOWN"}},
+		{"resubmit", []any{"SUBMITTED"}},
+	} {
+		branches, args := dueBranches([]string{tc.merchant}, quota, due, now)
+		var states []any
+		for i, b := range branches {
+			if !strings.HasPrefix(b, "SELECT * FROM withdrawals WHERE state = ? AND merchant_key = ?") {
+				t.Fatalf("%s: branch %d = %q", tc.merchant, i, b)
+			}
+		}
+		for i := 0; i < len(args); {
+			states = append(states, args[i])
+			if args[i] == "SUBMITTED" {
+				i += 5
+			} else {
+				i += 4
+			}
+		}
+		if !slices.Equal(states, tc.states) {
+			t.Errorf("%s: branches for %v, want %v", tc.merchant, states, tc.states)
+		}
 	}
 }

@@ -60,7 +60,8 @@ func BenchmarkDispatch(b *testing.B) {
 			b.Fatal(err)
 		}
 		ideal := 16 / 0.050
-		b.Logf("50ms latency, in-flight cap 16: %.0f submissions/s = %.0f%% of cap/latency %.0f/s", res.PerSec, 100*res.PerSec/ideal, ideal)
+		b.Logf("50ms latency, in-flight cap 16: %.0f submissions/s = %.0f%% of cap/latency %.0f/s; CPU per submission %s",
+			res.PerSec, 100*res.PerSec/ideal, ideal, res.CPUPerSubmission)
 		db.Close()
 	}
 }
