@@ -124,15 +124,29 @@ func (d *Dispatcher) recordAlone(ctx context.Context, j recordJob) error {
 	return d.write(ctx, []recordJob{j})
 }
 
-// write applies the answers of jobs in one transaction.
+// write applies the answers of jobs in one transaction. Several answers
+// are one guarded UPDATE (transition.ApplyAll); if any of their claims was
+// lost meanwhile, the whole batch fails and recordBatch writes each answer
+// on its own, through recordIn's handling of a lost claim.
 func (d *Dispatcher) write(ctx context.Context, jobs []recordJob) error {
 	now := d.opts.Now()
 	return d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var rows transition.Writes
-		for _, j := range jobs {
-			if err := d.recordIn(ctx, tx, j, now, &rows); err != nil {
+		if len(jobs) == 1 {
+			if err := d.recordIn(ctx, tx, jobs[0], now, &rows); err != nil {
 				return err
 			}
+			return rows.Flush(ctx, tx)
+		}
+		items := make([]transition.Pending, len(jobs))
+		for i, j := range jobs {
+			// The claim snapshot is the row as long as the lease is ours,
+			// which the guarded UPDATE checks.
+			w := j.c.row
+			items[i] = transition.Pending{W: &w, C: j.change}
+		}
+		if err := transition.ApplyAll(ctx, tx, items, now, &rows); err != nil {
+			return err
 		}
 		return rows.Flush(ctx, tx)
 	})

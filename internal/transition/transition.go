@@ -126,67 +126,22 @@ func (w *Writes) AddAttempts(id string, attempts []store.Attempt) {
 // ApplyDeferred is Apply with the event and audit rows gathered into rows
 // instead of inserted; the caller Flushes them in the same transaction.
 func ApplyDeferred(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now time.Time, rows *Writes) (evented bool, err error) {
-	from := withdrawal.State(w.State)
-	resting := Resting(w)
-	changed := c.To != resting
-	if changed && !withdrawal.CanTransition(from, c.To) && !(from == withdrawal.StateSubmitting && withdrawal.CanTransition(resting, c.To)) {
-		return false, fmt.Errorf("withdrawal %s: %s -> %s is not a valid transition", w.ID, from, c.To)
+	p, err := plan(w, c, now)
+	if err != nil {
+		return false, err
 	}
-
-	// The SET list is built by hand (this is the dispatcher's per-submission
-	// hot path); updated_at always changes, so a matched row always counts
-	// as affected, which is what the stale check below relies on.
 	var set strings.Builder
 	var args []any
-	assign := func(col string, v any) {
-		if set.Len() > 0 {
+	for i, a := range p.assign {
+		if i > 0 {
 			set.WriteString(", ")
 		}
-		set.WriteString(col + " = ?")
-		args = append(args, v)
-	}
-	next := *w
-	next.State, next.ClaimedFrom, next.LeaseOwner, next.LeaseExpiresAt = string(c.To), "", "", nil
-	next.NextAttemptAt, next.UpdatedAt = c.NextAttemptAt, now
-	assign("state", next.State)
-	assign("claimed_from", "")
-	assign("lease_owner", "")
-	assign("lease_expires_at", nil)
-	assign("next_attempt_at", c.NextAttemptAt)
-	assign("updated_at", now)
-	if c.ProviderStatus != "" {
-		next.ProviderStatus = c.ProviderStatus
-		assign("provider_status", c.ProviderStatus)
-	}
-	if c.AddSubmissions > 0 {
-		next.Submissions += c.AddSubmissions
-		set.WriteString(", submissions = submissions + ?")
-		args = append(args, c.AddSubmissions)
-	}
-	if c.Resubmit != nil {
-		next.ResubmitRequested = *c.Resubmit
-		assign("resubmit_requested", *c.Resubmit)
-	}
-	if c.ProviderRef != "" {
-		next.ProviderRef = c.ProviderRef
-		assign("provider_ref", c.ProviderRef)
-	}
-	if changed {
-		next.Version++
-		next.ReasonCode, next.Reason = c.ReasonCode, truncate(c.Reason, 512)
-		assign("version", next.Version)
-		assign("reason_code", next.ReasonCode)
-		assign("reason", next.Reason)
-		switch c.To {
-		case withdrawal.StateSubmitted:
-			if next.SubmittedAt == nil {
-				next.SubmittedAt = &now
-				assign("submitted_at", now)
-			}
-		case withdrawal.StateFailed, withdrawal.StateReversed, withdrawal.StateSucceeded:
-			next.FinalAt = &now
-			assign("final_at", now)
+		if a.add {
+			set.WriteString(a.col + " = " + a.col + " + ?")
+		} else {
+			set.WriteString(a.col + " = ?")
 		}
+		args = append(args, a.val)
 	}
 	args = append(args, w.ID, w.Version, w.State, w.LeaseOwner)
 	res := tx.WithContext(ctx).Exec("UPDATE withdrawals SET "+set.String()+
@@ -197,17 +152,246 @@ func ApplyDeferred(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Chan
 	if res.RowsAffected != 1 {
 		return false, fmt.Errorf("update withdrawal %s: %w", w.ID, ErrStale)
 	}
+	return p.changed, p.done(w, c, now, rows)
+}
+
+// Pending is one change of ApplyAll: the row (a snapshot the caller trusts,
+// as for Apply) and what was learnt about it.
+type Pending struct {
+	W *store.Withdrawal
+	C Change
+}
+
+// ApplyAll is ApplyDeferred for several rows in one UPDATE: each column
+// takes its value per row (CASE id …), and the guard checks every row's
+// version, state and lease owner. It is all or nothing: if any row no
+// longer matches it returns ErrStale, and the caller must roll the
+// transaction back (rows that did match were updated) and apply the
+// changes one by one to find out which. The dispatcher records the answers
+// that finish together this way: one statement instead of one per answer
+// was most of the database's parsing at full load.
+func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, rows *Writes) error {
+	if len(items) == 1 {
+		_, err := ApplyDeferred(ctx, tx, items[0].W, items[0].C, now, rows)
+		return err
+	}
+	plans := make([]planned, len(items))
+	var cols []string // in order of first appearance
+	byCol := map[string]map[int]assignment{}
+	for i, it := range items {
+		p, err := plan(it.W, it.C, now)
+		if err != nil {
+			return err
+		}
+		plans[i] = p
+		for _, a := range p.assign {
+			if byCol[a.col] == nil {
+				byCol[a.col] = map[int]assignment{}
+				cols = append(cols, a.col)
+			}
+			byCol[a.col][i] = a
+		}
+	}
+	var q strings.Builder
+	var args []any
+	q.WriteString("UPDATE withdrawals SET ")
+	for n, col := range cols {
+		if n > 0 {
+			q.WriteString(", ")
+		}
+		per := byCol[col]
+		if v, ok := sameForAll(per, len(items)); ok {
+			q.WriteString(col + " = ?")
+			args = append(args, v)
+			continue
+		}
+		add := false
+		for _, a := range per {
+			add = a.add
+			break
+		}
+		if add {
+			q.WriteString(col + " = " + col + " + CASE id")
+		} else {
+			q.WriteString(col + " = CASE id")
+		}
+		for i := range items {
+			if a, ok := per[i]; ok {
+				q.WriteString(" WHEN ? THEN ?")
+				args = append(args, items[i].W.ID, a.val)
+			}
+		}
+		if add {
+			q.WriteString(" ELSE 0 END")
+		} else {
+			q.WriteString(" ELSE " + col + " END")
+		}
+	}
+	q.WriteString(" WHERE id IN (")
+	for i := range items {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("?")
+		args = append(args, items[i].W.ID)
+	}
+	q.WriteString(")")
+	for _, guard := range []struct {
+		col string
+		val func(w *store.Withdrawal) any
+	}{
+		{"version", func(w *store.Withdrawal) any { return w.Version }},
+		{"state", func(w *store.Withdrawal) any { return w.State }},
+		{"lease_owner", func(w *store.Withdrawal) any { return w.LeaseOwner }},
+	} {
+		q.WriteString(" AND " + guard.col + " = CASE id")
+		for _, it := range items {
+			q.WriteString(" WHEN ? THEN ?")
+			args = append(args, it.W.ID, guard.val(it.W))
+		}
+		q.WriteString(" END")
+	}
+	res := tx.WithContext(ctx).Exec(q.String(), args...)
+	if res.Error != nil {
+		return fmt.Errorf("update %d withdrawals: %w", len(items), res.Error)
+	}
+	if res.RowsAffected != int64(len(items)) {
+		return fmt.Errorf("update %d withdrawals, %d matched: %w", len(items), res.RowsAffected, ErrStale)
+	}
+	for i, it := range items {
+		if err := plans[i].done(it.W, it.C, now, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sameForAll reports whether all n rows assign the same plain value to a
+// column (the lease columns, updated_at): then one "col = ?" serves them.
+func sameForAll(per map[int]assignment, n int) (any, bool) {
+	if len(per) != n {
+		return nil, false
+	}
+	var first assignment
+	for i := range n {
+		a := per[i]
+		if a.add {
+			return nil, false
+		}
+		if i == 0 {
+			first = a
+			continue
+		}
+		if !sameValue(a.val, first.val) {
+			return nil, false
+		}
+	}
+	return first.val, true
+}
+
+// sameValue compares the value kinds plan assigns.
+func sameValue(a, b any) bool {
+	switch x := a.(type) {
+	case nil:
+		return b == nil
+	case time.Time:
+		y, ok := b.(time.Time)
+		return ok && x.Equal(y)
+	case string, bool, int:
+		return a == b
+	default:
+		return false
+	}
+}
+
+// assignment is one column of a planned UPDATE: col = val, or with add
+// col = col + val.
+type assignment struct {
+	col string
+	val any
+	add bool
+}
+
+// planned is what applying a change to a row writes: its columns, the row
+// afterwards, and whether it is a state change (an event).
+type planned struct {
+	assign  []assignment
+	next    store.Withdrawal
+	changed bool
+	from    withdrawal.State
+}
+
+// plan checks a change against the state machine and works out the UPDATE
+// and the row after it. updated_at always changes, so a matched row always
+// counts as affected, which is what the stale checks rely on.
+func plan(w *store.Withdrawal, c Change, now time.Time) (planned, error) {
+	from := withdrawal.State(w.State)
+	resting := Resting(w)
+	changed := c.To != resting
+	if changed && !withdrawal.CanTransition(from, c.To) && !(from == withdrawal.StateSubmitting && withdrawal.CanTransition(resting, c.To)) {
+		return planned{}, fmt.Errorf("withdrawal %s: %s -> %s is not a valid transition", w.ID, from, c.To)
+	}
+	p := planned{next: *w, changed: changed, from: from}
+	set := func(col string, v any) { p.assign = append(p.assign, assignment{col: col, val: v}) }
+	next := &p.next
+	next.State, next.ClaimedFrom, next.LeaseOwner, next.LeaseExpiresAt = string(c.To), "", "", nil
+	next.NextAttemptAt, next.UpdatedAt = c.NextAttemptAt, now
+	set("state", next.State)
+	set("claimed_from", "")
+	set("lease_owner", "")
+	set("lease_expires_at", nil)
+	set("next_attempt_at", c.NextAttemptAt)
+	set("updated_at", now)
+	if c.ProviderStatus != "" {
+		next.ProviderStatus = c.ProviderStatus
+		set("provider_status", c.ProviderStatus)
+	}
+	if c.AddSubmissions > 0 {
+		next.Submissions += c.AddSubmissions
+		p.assign = append(p.assign, assignment{col: "submissions", val: c.AddSubmissions, add: true})
+	}
+	if c.Resubmit != nil {
+		next.ResubmitRequested = *c.Resubmit
+		set("resubmit_requested", *c.Resubmit)
+	}
+	if c.ProviderRef != "" {
+		next.ProviderRef = c.ProviderRef
+		set("provider_ref", c.ProviderRef)
+	}
 	if changed {
-		ev := next.Event(withdrawal.NewID(), from, now)
+		next.Version++
+		next.ReasonCode, next.Reason = c.ReasonCode, truncate(c.Reason, 512)
+		set("version", next.Version)
+		set("reason_code", next.ReasonCode)
+		set("reason", next.Reason)
+		switch c.To {
+		case withdrawal.StateSubmitted:
+			if next.SubmittedAt == nil {
+				next.SubmittedAt = &now
+				set("submitted_at", now)
+			}
+		case withdrawal.StateFailed, withdrawal.StateReversed, withdrawal.StateSucceeded:
+			next.FinalAt = &now
+			set("final_at", now)
+		}
+	}
+	return p, nil
+}
+
+// done follows a written plan: the event of a state change and the audit
+// rows go into rows, and w becomes the row as written.
+func (p planned) done(w *store.Withdrawal, c Change, now time.Time, rows *Writes) error {
+	if p.changed {
+		ev := p.next.Event(withdrawal.NewID(), p.from, now)
 		rec, err := outbox.Record(ev, now)
 		if err != nil {
-			return false, err
+			return err
 		}
 		rows.events = append(rows.events, rec)
 	}
 	rows.AddAttempts(w.ID, c.Attempts)
-	*w = next
-	return changed, nil
+	*w = p.next
+	return nil
 }
 
 func truncate(s string, n int) string {
