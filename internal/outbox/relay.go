@@ -320,6 +320,7 @@ func (r *Relay) worker(ctx context.Context, i int) {
 	}
 	defer waitMark() //nolint:errcheck // logged by the job
 	failures := 0
+	backlog := false // the last batch reported more
 	for ctx.Err() == nil {
 		lanes, deadline := r.leases.acquire(mine, r.opts.LeaseTTL/2)
 		if len(lanes) == 0 {
@@ -333,7 +334,8 @@ func (r *Relay) worker(ctx context.Context, i int) {
 		if marking != nil {
 			exclude = marking.byLane
 		}
-		acked, more, err := r.relayOnce(ctx, lanes, deadline, exclude)
+		acked, more, err := r.relayOnce(ctx, lanes, deadline, exclude, backlog)
+		backlog = more && err == nil
 		r.leases.release(lanes)
 		if merr := waitMark(); merr != nil && err == nil {
 			err = merr
@@ -411,7 +413,8 @@ func (r *Relay) backoff(failures int) time.Duration {
 
 // relayOnce claims pending rows of lanes (leaving out those of exclude,
 // being marked) and publishes them; it returns the acknowledged rows, to be
-// marked published. more reports that a lane may hold more rows.
+// marked published. more reports that a lane may hold more rows; backlog
+// says the previous call reported more (claimPending then skips its probe).
 //
 // Publishing goes in rounds: a round takes the first pending row of every
 // key (they are in id order, which per key is version order), and the next
@@ -420,9 +423,9 @@ func (r *Relay) backoff(failures int) time.Duration {
 // until that row is acknowledged, in a later batch. So no event is ever
 // sent before its predecessor is on the topic, whatever kafka-go does with
 // retries and batches inside one call.
-func (r *Relay) relayOnce(ctx context.Context, lanes []int, deadline time.Time, exclude map[int][]int64) (acked []pendingRow, more bool, err error) {
+func (r *Relay) relayOnce(ctx context.Context, lanes []int, deadline time.Time, exclude map[int][]int64, backlog bool) (acked []pendingRow, more bool, err error) {
 	perLane := max(r.opts.BatchSize/len(lanes), 1)
-	rows, more, err := claimPending(ctx, r.db, lanes, perLane, exclude)
+	rows, more, err := claimPending(ctx, r.db, lanes, perLane, exclude, backlog)
 	if err != nil {
 		r.m.errors.WithLabelValues(OpClaim).Inc()
 		return nil, false, err

@@ -28,13 +28,32 @@ type pendingRow struct {
 }
 
 // claimPending reads, for each lane, its oldest perLane unpublished rows in
-// id order, leaving out the ids of exclude (rows being marked published). Every lane is its own index range on (published_at, lane, id),
-// read in index order without a sort; the UNION ALL makes it one round trip.
+// id order, leaving out the ids of exclude (rows being marked published).
+// Every lane is its own index range on (published_at, lane, id), read in
+// index order without a sort; the UNION ALL makes it one round trip.
 // The rows come back sorted by id. full reports that some lane returned
 // perLane rows, so it may have more.
-func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, exclude map[int][]int64) (rows []pendingRow, full bool, err error) {
+//
+// On MySQL, unless the last read found a backlog, one plain range read of
+// all the lanes comes first (probePending): a relay that keeps up finds a
+// handful of rows per read, and the UNION of one branch per lane cost
+// MariaDB 0.6 ms of CPU per read against 0.17 ms, a fifth of its CPU in
+// the end-to-end benchmark. Only if that read is full does the UNION run.
+func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, exclude map[int][]int64, backlog bool) (rows []pendingRow, full bool, err error) {
 	if len(lanes) == 0 {
 		return nil, false, nil
+	}
+	if db.Dialect == store.MySQL && !backlog {
+		rows, complete, err := probePending(ctx, db, lanes, perLane*len(lanes), exclude)
+		if err != nil {
+			return nil, false, fmt.Errorf("claim pending outbox rows: %w", err)
+		}
+		if complete {
+			rows, full = keepPerLane(rows, perLane)
+			sortByID(rows)
+			return rows, full, nil
+		}
+		rows = rows[:0]
 	}
 	query := func(lane int) string {
 		var not string
@@ -91,6 +110,46 @@ func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, e
 	}
 	sortByID(rows)
 	return rows, full, nil
+}
+
+// probePending reads the unpublished rows of lanes, leaving out exclude, in
+// (lane, id) order, at most limit of them; complete reports that it read
+// all there are.
+func probePending(ctx context.Context, db *store.DB, lanes []int, limit int, exclude map[int][]int64) (rows []pendingRow, complete bool, err error) {
+	var q strings.Builder
+	q.WriteString("SELECT id, event_id, event_key, lane, event_type, payload, created_at FROM outbox WHERE published_at = ? AND lane IN (")
+	q.WriteString(joinInts(lanes))
+	q.WriteString(")")
+	var skip []int64
+	for _, lane := range lanes {
+		skip = append(skip, exclude[lane]...)
+	}
+	if len(skip) > 0 {
+		q.WriteString(" AND id NOT IN (" + joinInts(skip) + ")")
+	}
+	fmt.Fprintf(&q, " ORDER BY lane, id LIMIT %d", limit)
+	rows, err = scanPending(ctx, db, q.String(), []any{store.NotPublished}, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	return rows, len(rows) < limit, nil
+}
+
+// keepPerLane keeps the first perLane rows of each lane (rows are in lane,
+// id order) and reports whether some lane had that many.
+func keepPerLane(rows []pendingRow, perLane int) (kept []pendingRow, full bool) {
+	count := map[int]int{}
+	kept = rows[:0]
+	for _, r := range rows {
+		if count[r.lane] < perLane {
+			count[r.lane]++
+			kept = append(kept, r)
+		}
+		if count[r.lane] >= perLane {
+			full = true
+		}
+	}
+	return kept, full
 }
 
 func scanPending(ctx context.Context, db *store.DB, q string, args []any, rows []pendingRow) ([]pendingRow, error) {
