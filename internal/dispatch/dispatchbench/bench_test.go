@@ -2,6 +2,11 @@ package dispatchbench
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"runtime"
 	"testing"
 	"time"
 
@@ -64,4 +69,27 @@ func BenchmarkDispatch(b *testing.B) {
 			res.PerSec, 100*res.PerSec/ideal, ideal, res.CPUPerSubmission)
 		db.Close()
 	}
+}
+
+// BenchmarkSignParallel signs on every core at once: ns/op × cores is the
+// core time of one signature when all cores sign, which on this host is
+// not always the one-core figure that SignCost measures (docs/bench.md):
+//
+//	go test -run XXX -bench SignParallel ./internal/dispatch/dispatchbench
+func BenchmarkSignParallel(b *testing.B) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := sha256.Sum256([]byte("POST\n/v3/merchant/fund/withdraw\n1700000000\nnonce\n{}\n"))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, msg[:]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())*float64(runtime.GOMAXPROCS(0))/float64(b.N)/1e6, "core-ms/sign")
 }
