@@ -3,7 +3,6 @@ package outbox_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
@@ -315,19 +315,7 @@ func TestRelayPartialFailureHoldsKey(t *testing.T) {
 	}
 }
 
-func sqliteDB(t testing.TB) *store.DB {
-	t.Helper()
-	ctx := context.Background()
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "withdraw.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
+func sqliteDB(t testing.TB) *store.DB { return storetest.SQLite(t) }
 
 // TestRelaySQLite runs the relay the devstack way: SQLite, real broker.
 func TestRelaySQLite(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,17 +26,10 @@ func openBoth(t *testing.T) map[string]*store.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { my.Close() })
-	lite, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "withdraw.db"))
-	if err != nil {
-		t.Fatal(err)
+	if _, err := my.Migrate(ctx); err != nil {
+		t.Fatalf("mysql: %v", err)
 	}
-	t.Cleanup(func() { lite.Close() })
-	for _, db := range []*store.DB{my, lite} {
-		if _, err := db.Migrate(ctx); err != nil {
-			t.Fatalf("%s: %v", db.Dialect, err)
-		}
-	}
-	return map[string]*store.DB{"mysql": my, "sqlite": lite}
+	return map[string]*store.DB{"mysql": my, "sqlite": storetest.SQLite(t)}
 }
 
 func TestMigrateIdempotent(t *testing.T) {

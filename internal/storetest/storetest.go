@@ -5,6 +5,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -90,4 +91,20 @@ func MySQL(t testing.TB, pool store.PoolOptions) (*store.DB, string) {
 		t.Fatal(err)
 	}
 	return db, dsn
+}
+
+// SQLite returns a migrated, empty SQLite database in a file of the test's
+// temporary directory, closed when the test ends.
+func SQLite(t testing.TB) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "withdraw.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }

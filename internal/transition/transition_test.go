@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,16 +20,7 @@ import (
 // databases are the dialects ApplyAll's statement must work on.
 func databases(t *testing.T) map[string]*store.DB {
 	t.Helper()
-	ctx := context.Background()
-	lite, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "withdraw.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lite.Close() })
-	if _, err := lite.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	dbs := map[string]*store.DB{"sqlite": lite}
+	dbs := map[string]*store.DB{"sqlite": storetest.SQLite(t)}
 	if !testing.Short() {
 		dbs["mysql"], _ = storetest.MySQL(t, store.PoolOptions{})
 	}
