@@ -53,7 +53,6 @@ func claimPending(ctx context.Context, db *store.DB, lanes []int, perLane int, e
 			sortByID(rows)
 			return rows, full, nil
 		}
-		rows = rows[:0]
 	}
 	query := func(lane int) string {
 		var not string

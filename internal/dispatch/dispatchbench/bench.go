@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
 	// recorded counts the answers written: the harness looks at the table
 	// only once there are N of them (or once a second, to notice a run that
-	// went wrong). Polling the table every 100 ms had cost MariaDB about 5%
+	// went wrong). Polling the table every 100 ms had cost MariaDB about 10%
 	// of its CPU in the run and made the end time 100 ms coarse.
 	var recorded atomic.Int64
 	d := dispatch.New(o.DB, reg, keys, dispatch.Options{
