@@ -178,6 +178,7 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 	plans := make([]planned, len(items))
 	var cols []string // in order of first appearance
 	byCol := map[string]map[int]assignment{}
+	adds := map[string]bool{} // columns written as col = col + …
 	for i, it := range items {
 		p, err := plan(it.W, it.C, now)
 		if err != nil {
@@ -188,6 +189,7 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 			if byCol[a.col] == nil {
 				byCol[a.col] = map[int]assignment{}
 				cols = append(cols, a.col)
+				adds[a.col] = a.add
 			}
 			byCol[a.col][i] = a
 		}
@@ -205,11 +207,7 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 			args = append(args, v)
 			continue
 		}
-		add := false
-		for _, a := range per {
-			add = a.add
-			break
-		}
+		add := adds[col]
 		if add {
 			q.WriteString(col + " = " + col + " + CASE id")
 		} else {
