@@ -4,8 +4,10 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/store"
 )
 
 // TestClaimPendingProbeReadsWhatTheUnionReads: the plain range read that a
@@ -64,5 +66,37 @@ func TestClaimPendingProbeReadsWhatTheUnionReads(t *testing.T) {
 		if !unionFull || len(union) == 0 {
 			t.Errorf("perLane %d: %d rows, full %v; want some and full", perLane, len(union), unionFull)
 		}
+	}
+}
+
+// TestClaimPendingProbeReadsOnlyItsLanes: when other lanes hold a backlog
+// (another relay instance is behind), the probe must read one index range
+// per lane of its own, not walk every pending row and filter the lanes —
+// the plan MariaDB chose for it on a young table while it had an ORDER BY.
+func TestClaimPendingProbeReadsOnlyItsLanes(t *testing.T) {
+	ctx := context.Background()
+	db := mysqlDB(t)
+	if err := writeVersion(ctx, db.DB, newWithdrawals(5000), 1); err != nil {
+		t.Fatal(err)
+	}
+	var mine []int
+	for l := 0; l < outbox.Lanes; l += 4 {
+		mine = append(mine, l)
+	}
+	// This relay keeps up: its lanes have a few pending rows, the others
+	// thousands.
+	if err := db.Exec("UPDATE outbox SET published_at = ? WHERE lane IN ? AND id % 20 <> 0", time.Now().UTC(), mine).Error; err != nil {
+		t.Fatal(err)
+	}
+	var plan []struct {
+		Type   string
+		Key    string
+		KeyLen string `gorm:"column:key_len"`
+	}
+	if err := db.Raw("EXPLAIN "+outbox.ProbeQuery(mine, 2000), store.NotPublished).Scan(&plan).Error; err != nil {
+		t.Fatal(err)
+	}
+	if len(plan) != 1 || plan[0].Type != "range" || plan[0].Key != "ix_outbox_pending" || plan[0].KeyLen == "8" {
+		t.Errorf("probe plan %+v: want a range of ix_outbox_pending over (published_at, lane)", plan)
 	}
 }

@@ -53,3 +53,6 @@ func ClaimPendingIDs(ctx context.Context, db *store.DB, lanes []int, perLane int
 	}
 	return ids, full, err
 }
+
+// ProbeQuery is the statement of claimPending's probe, for plan tests.
+func ProbeQuery(lanes []int, limit int) string { return probeQuery(lanes, limit, nil) }
