@@ -275,8 +275,7 @@ func unionAll(dialect store.Dialect, branches []string) string {
 func (d *Dispatcher) takeAll(ctx context.Context, tx *gorm.DB, rows []store.Withdrawal, now time.Time) ([]claimed, error) {
 	out := make([]claimed, 0, len(rows))
 	var ids []any
-	var versionCase, requestCase, serialCase strings.Builder
-	var versionArgs, requestArgs, serialArgs []any
+	var version, request, serial store.CaseByID
 	for i := range rows {
 		w := &rows[i]
 		c, built, err := d.prepare(ctx, w)
@@ -290,13 +289,10 @@ func (d *Dispatcher) takeAll(ctx context.Context, tx *gorm.DB, rows []store.With
 			continue
 		}
 		ids = append(ids, w.ID)
-		versionCase.WriteString(" WHEN ? THEN ?")
-		versionArgs = append(versionArgs, w.ID, w.Version)
+		version.Add(w.ID, w.Version)
 		if built {
-			requestCase.WriteString(" WHEN ? THEN ?")
-			requestArgs = append(requestArgs, w.ID, w.ProviderRequest)
-			serialCase.WriteString(" WHEN ? THEN ?")
-			serialArgs = append(serialArgs, w.ID, c.req.WechatpaySerial)
+			request.Add(w.ID, w.ProviderRequest)
+			serial.Add(w.ID, c.req.WechatpaySerial)
 		}
 		out = append(out, c)
 	}
@@ -311,14 +307,16 @@ func (d *Dispatcher) takeAll(ctx context.Context, tx *gorm.DB, rows []store.With
 	q := "UPDATE withdrawals SET claimed_from = state, state = ?, lease_owner = ?, lease_expires_at = ?, next_attempt_at = ?, " +
 		"updated_at = ?, first_sent_at = COALESCE(first_sent_at, ?)"
 	args := []any{string(withdrawal.StateSubmitting), d.owner, lease, lease, now, now}
-	if len(requestArgs) > 0 {
-		q += ", provider_request = CASE id" + requestCase.String() + " ELSE provider_request END" +
-			", provider_request_serial = CASE id" + serialCase.String() + " ELSE provider_request_serial END"
+	if request.Len() > 0 {
+		requestExpr, requestArgs := request.SQL("provider_request")
+		serialExpr, serialArgs := serial.SQL("provider_request_serial")
+		q += ", provider_request = " + requestExpr + ", provider_request_serial = " + serialExpr
 		args = append(append(args, requestArgs...), serialArgs...)
 	}
 	// The version guard: a row changed since it was read (a callback, an
 	// operator) is left alone.
-	q += " WHERE id IN ? AND version = CASE id" + versionCase.String() + " END AND state IN ?"
+	versionExpr, versionArgs := version.SQL("")
+	q += " WHERE id IN ? AND version = " + versionExpr + " AND state IN ?"
 	args = append(append(append(args, ids), versionArgs...), []string{string(withdrawal.StateAccepted), string(withdrawal.StateUnknown), string(withdrawal.StateSubmitted)})
 	res := tx.Exec(q, args...)
 	if res.Error != nil {

@@ -136,17 +136,17 @@ func (d *Dispatcher) write(ctx context.Context, jobs []recordJob) error {
 			if err := d.recordIn(ctx, tx, jobs[0], now, &rows); err != nil {
 				return err
 			}
-			return rows.Flush(ctx, tx)
-		}
-		items := make([]transition.Pending, len(jobs))
-		for i, j := range jobs {
-			// The claim snapshot is the row as long as the lease is ours,
-			// which the guarded UPDATE checks.
-			w := j.c.row
-			items[i] = transition.Pending{W: &w, C: j.change}
-		}
-		if err := transition.ApplyAll(ctx, tx, items, now, &rows); err != nil {
-			return err
+		} else {
+			items := make([]transition.Pending, len(jobs))
+			for i, j := range jobs {
+				// The claim snapshot is the row as long as the lease is
+				// ours, which the guarded UPDATE checks.
+				w := j.c.row
+				items[i] = transition.Pending{W: &w, C: j.change}
+			}
+			if err := transition.ApplyAll(ctx, tx, items, now, &rows); err != nil {
+				return err
+			}
 		}
 		return rows.Flush(ctx, tx)
 	})

@@ -382,3 +382,24 @@ func TestInsertPreparedWithEveryConnectionBusy(t *testing.T) {
 	}
 	assertStored(t, db, rows)
 }
+
+// TestCaseByID: the expression lists each added row and, with an otherwise,
+// its ELSE; its arguments pair each id with its value.
+func TestCaseByID(t *testing.T) {
+	var c store.CaseByID
+	if got, _ := c.SQL("x"); got != "CASE id ELSE x END" || c.Len() != 0 {
+		t.Errorf("empty: %q, len %d", got, c.Len())
+	}
+	c.Add("a", 1)
+	c.Add("b", "two")
+	expr, args := c.SQL("col")
+	if expr != "CASE id WHEN ? THEN ? WHEN ? THEN ? ELSE col END" || c.Len() != 2 {
+		t.Errorf("SQL(col) = %q, len %d", expr, c.Len())
+	}
+	if fmt.Sprint(args) != "[a 1 b two]" {
+		t.Errorf("args = %v", args)
+	}
+	if expr, _ := c.SQL(""); expr != "CASE id WHEN ? THEN ? WHEN ? THEN ? END" {
+		t.Errorf(`SQL("") = %q`, expr)
+	}
+}

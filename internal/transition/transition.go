@@ -171,7 +171,10 @@ type Pending struct {
 // that finish together this way: one statement instead of one per answer
 // was most of the database's parsing at full load.
 func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, rows *Writes) error {
-	if len(items) == 1 {
+	switch len(items) {
+	case 0:
+		return nil
+	case 1:
 		_, err := ApplyDeferred(ctx, tx, items[0].W, items[0].C, now, rows)
 		return err
 	}
@@ -207,47 +210,42 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 			args = append(args, v)
 			continue
 		}
-		add := adds[col]
-		if add {
-			q.WriteString(col + " = " + col + " + CASE id")
-		} else {
-			q.WriteString(col + " = CASE id")
-		}
+		var values store.CaseByID
 		for i := range items {
 			if a, ok := per[i]; ok {
-				q.WriteString(" WHEN ? THEN ?")
-				args = append(args, items[i].W.ID, a.val)
+				values.Add(items[i].W.ID, a.val)
 			}
 		}
-		if add {
-			q.WriteString(" ELSE 0 END")
-		} else {
-			q.WriteString(" ELSE " + col + " END")
+		// Rows without a value keep theirs: col = CASE … ELSE col END, or
+		// for an added column col = col + CASE … ELSE 0 END.
+		prefix, otherwise := "", col
+		if adds[col] {
+			prefix, otherwise = col+" + ", "0"
 		}
+		expr, exprArgs := values.SQL(otherwise)
+		q.WriteString(col + " = " + prefix + expr)
+		args = append(args, exprArgs...)
 	}
 	q.WriteString(" WHERE id IN (")
-	for i := range items {
+	var version, state, owner store.CaseByID
+	for i, it := range items {
 		if i > 0 {
 			q.WriteString(", ")
 		}
 		q.WriteString("?")
-		args = append(args, items[i].W.ID)
+		args = append(args, it.W.ID)
+		version.Add(it.W.ID, it.W.Version)
+		state.Add(it.W.ID, it.W.State)
+		owner.Add(it.W.ID, it.W.LeaseOwner)
 	}
 	q.WriteString(")")
 	for _, guard := range []struct {
-		col string
-		val func(w *store.Withdrawal) any
-	}{
-		{"version", func(w *store.Withdrawal) any { return w.Version }},
-		{"state", func(w *store.Withdrawal) any { return w.State }},
-		{"lease_owner", func(w *store.Withdrawal) any { return w.LeaseOwner }},
-	} {
-		q.WriteString(" AND " + guard.col + " = CASE id")
-		for _, it := range items {
-			q.WriteString(" WHEN ? THEN ?")
-			args = append(args, it.W.ID, guard.val(it.W))
-		}
-		q.WriteString(" END")
+		col    string
+		values *store.CaseByID
+	}{{"version", &version}, {"state", &state}, {"lease_owner", &owner}} {
+		expr, exprArgs := guard.values.SQL("")
+		q.WriteString(" AND " + guard.col + " = " + expr)
+		args = append(args, exprArgs...)
 	}
 	res := tx.WithContext(ctx).Exec(q.String(), args...)
 	if res.Error != nil {
