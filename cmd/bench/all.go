@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -253,7 +252,7 @@ func all(ctx context.Context, o allOptions, run map[string]bool) error {
 			}
 			sample("dispatch_submissions_per_sec", r.PerSec)
 			sample("dispatch_cpu_ms_per_submission", ms(r.CPUPerSubmission))
-			step("  %.0f submissions/s, CPU %.3f ms per submission", r.PerSec, ms(r.CPUPerSubmission))
+			step("  %.0f submissions/s, CPU %.3f ms per submission: %s", r.PerSec, ms(r.CPUPerSubmission), r.Split)
 		}
 		res.Checks = append(res.Checks, fmt.Sprintf("dispatch: every run's %d withdrawals SUBMITTED, each created once by the sandbox (dispatchbench.Run)", o.dispatchN))
 		res.DispatchPerSec, res.DispatchCPUms = med(res.Samples["dispatch_submissions_per_sec"]), med(res.Samples["dispatch_cpu_ms_per_submission"])
@@ -366,18 +365,16 @@ func dispatchRun(ctx context.Context, dsn string, o allOptions) (dispatchbench.R
 	if _, err := db.Migrate(ctx); err != nil {
 		return dispatchbench.Result{}, err
 	}
+	opts := dispatchbench.Options{DB: db, N: o.dispatchN, Merchants: 500, MaxInFlight: 64}
 	if o.dispatchProf != "" {
 		f, err := os.Create(o.dispatchProf)
 		if err != nil {
 			return dispatchbench.Result{}, err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return dispatchbench.Result{}, err
-		}
-		defer pprof.StopCPUProfile()
+		opts.ProfileTo = f
 	}
-	r, err := dispatchbench.Run(ctx, dispatchbench.Options{DB: db, N: o.dispatchN, Merchants: 500, MaxInFlight: 64})
+	r, err := dispatchbench.Run(ctx, opts)
 	if err != nil {
 		return r, err
 	}

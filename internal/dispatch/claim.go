@@ -84,15 +84,14 @@ func (d *Dispatcher) claimFrom(ctx context.Context, due dueList, budget int, now
 				// The merchant's lock row serialises claimers of one
 				// merchant; SKIP LOCKED lets this instance serve the others
 				// meanwhile.
-				var got []string
-				if err := tx.Table("dispatch_merchants").Where("merchant_key IN ?", candidates).
-					Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked}).
-					Pluck("merchant_key", &got).Error; err != nil {
+				got, err := queryStrings(ctx, tx, "SELECT merchant_key FROM dispatch_merchants WHERE merchant_key IN ("+
+					store.Placeholders(len(candidates))+") FOR UPDATE SKIP LOCKED", store.AppendStrings(nil, candidates)...)
+				if err != nil {
 					return fmt.Errorf("lock merchants: %w", err)
 				}
 				locked = keepOrder(candidates, got)
 			}
-			inFlight, err := d.inFlight(tx, locked)
+			inFlight, err := d.inFlight(ctx, tx, locked)
 			if err != nil {
 				return err
 			}
@@ -107,7 +106,7 @@ func (d *Dispatcher) claimFrom(ctx context.Context, due dueList, budget int, now
 				}
 			}
 		}
-		rows, err := d.dueRows(tx, served, quota, due, now)
+		rows, err := d.dueRows(ctx, tx, served, quota, due, now)
 		if err != nil {
 			return err
 		}
@@ -173,25 +172,48 @@ func (d *Dispatcher) registerMerchants(ctx context.Context, all []string) error 
 }
 
 // inFlight counts SUBMITTING withdrawals per merchant.
-func (d *Dispatcher) inFlight(tx *gorm.DB, merchants []string) (map[string]int, error) {
-	counts := map[string]int{}
+func (d *Dispatcher) inFlight(ctx context.Context, tx *gorm.DB, merchants []string) (map[string]int, error) {
+	counts := make(map[string]int, len(merchants))
 	if len(merchants) == 0 {
 		return counts, nil
 	}
-	var rows []struct {
-		MerchantKey string
-		N           int
-	}
-	err := tx.Model(&store.Withdrawal{}).Select("merchant_key, COUNT(*) AS n").
-		Where("merchant_key IN ? AND state = ?", merchants, string(withdrawal.StateSubmitting)).
-		Group("merchant_key").Scan(&rows).Error
+	args := store.AppendStrings(make([]any, 0, len(merchants)+1), merchants)
+	rows, err := store.Query(ctx, tx, "SELECT merchant_key, COUNT(*) FROM withdrawals WHERE merchant_key IN ("+
+		store.Placeholders(len(merchants))+") AND state = ? GROUP BY merchant_key", append(args, string(withdrawal.StateSubmitting))...)
 	if err != nil {
 		return nil, fmt.Errorf("count in-flight: %w", err)
 	}
-	for _, r := range rows {
-		counts[r.MerchantKey] = r.N
+	defer rows.Close()
+	for rows.Next() {
+		var m string
+		var n int
+		if err := rows.Scan(&m, &n); err != nil {
+			return nil, fmt.Errorf("count in-flight: %w", err)
+		}
+		counts[m] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count in-flight: %w", err)
 	}
 	return counts, nil
+}
+
+// queryStrings runs a SELECT of one string column.
+func queryStrings(ctx context.Context, tx *gorm.DB, q string, args ...any) ([]string, error) {
+	rows, err := store.Query(ctx, tx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // dueRows reads, in one statement, the earliest due withdrawals of each
@@ -201,7 +223,7 @@ func (d *Dispatcher) inFlight(tx *gorm.DB, merchants []string) (map[string]int, 
 // SUBMITTED rows), so a merchant with 10,000 queued costs what one with 3
 // does. No row locks: the merchant lock rows keep other claimers away, and
 // the claim's UPDATE checks each row's version against anyone else.
-func (d *Dispatcher) dueRows(tx *gorm.DB, merchants []string, quota map[string]int, due dueList, now time.Time) ([]store.Withdrawal, error) {
+func (d *Dispatcher) dueRows(ctx context.Context, tx *gorm.DB, merchants []string, quota map[string]int, due dueList, now time.Time) ([]store.Withdrawal, error) {
 	var rows []store.Withdrawal
 	const perStatement = 100 // merchants
 	for start := 0; start < len(merchants); start += perStatement {
@@ -209,11 +231,13 @@ func (d *Dispatcher) dueRows(tx *gorm.DB, merchants []string, quota map[string]i
 		if len(branches) == 0 {
 			continue
 		}
-		var batch []store.Withdrawal
-		if err := tx.Raw(unionAll(d.db.Dialect, branches), args...).Scan(&batch).Error; err != nil {
+		res, err := store.Query(ctx, tx, unionAll(d.db.Dialect, branches), args...)
+		if err != nil {
 			return nil, fmt.Errorf("due withdrawals: %w", err)
 		}
-		rows = append(rows, batch...)
+		if rows, err = store.ScanWithdrawals(res, rows); err != nil {
+			return nil, fmt.Errorf("due withdrawals: %w", err)
+		}
 	}
 	// The branches of one merchant together may exceed its quota: keep the
 	// earliest.
@@ -239,16 +263,22 @@ func dueBranches(merchants []string, quota map[string]int, due dueList, now time
 			if known && states&(1<<i) == 0 {
 				continue
 			}
-			branches = append(branches, "SELECT * FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
+			branches = append(branches, dueBranch)
 			args = append(args, state, m, now, quota[m])
 		}
 		if due.resubmit[m] {
-			branches = append(branches, "SELECT * FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? AND resubmit_requested = ? ORDER BY next_attempt_at LIMIT ?")
+			branches = append(branches, resubmitBranch)
 			args = append(args, string(withdrawal.StateSubmitted), m, now, true, quota[m])
 		}
 	}
 	return branches, args
 }
+
+// The SELECTs of dueBranches.
+var (
+	dueBranch      = "SELECT " + store.WithdrawalColumns + " FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
+	resubmitBranch = "SELECT " + store.WithdrawalColumns + " FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? AND resubmit_requested = ? ORDER BY next_attempt_at LIMIT ?"
+)
 
 // unionAll joins ordered, limited SELECTs. MySQL takes each in parentheses;
 // SQLite allows ORDER BY/LIMIT only inside a subquery.
@@ -316,16 +346,17 @@ func (d *Dispatcher) takeAll(ctx context.Context, tx *gorm.DB, rows []store.With
 	// The version guard: a row changed since it was read (a callback, an
 	// operator) is left alone.
 	versionExpr, versionArgs := version.SQL("")
-	q += " WHERE id IN ? AND version = " + versionExpr + " AND state IN ?"
-	args = append(append(append(args, ids), versionArgs...), []string{string(withdrawal.StateAccepted), string(withdrawal.StateUnknown), string(withdrawal.StateSubmitted)})
-	res := tx.Exec(q, args...)
-	if res.Error != nil {
-		return nil, fmt.Errorf("claim %d withdrawals: %w", len(out), res.Error)
+	q += " WHERE id IN (" + store.Placeholders(len(ids)) + ") AND version = " + versionExpr + " AND state IN (?, ?, ?)"
+	args = append(append(append(args, ids...), versionArgs...),
+		string(withdrawal.StateAccepted), string(withdrawal.StateUnknown), string(withdrawal.StateSubmitted))
+	n, err := store.Exec(ctx, tx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("claim %d withdrawals: %w", len(out), err)
 	}
-	if int(res.RowsAffected) != len(out) {
-		var ours []string
-		if err := tx.Model(&store.Withdrawal{}).Where("id IN ? AND state = ? AND lease_owner = ?", ids, string(withdrawal.StateSubmitting), d.owner).
-			Pluck("id", &ours).Error; err != nil {
+	if int(n) != len(out) {
+		ours, err := queryStrings(ctx, tx, "SELECT id FROM withdrawals WHERE id IN ("+store.Placeholders(len(ids))+
+			") AND state = ? AND lease_owner = ?", append(ids[:len(ids):len(ids)], string(withdrawal.StateSubmitting), d.owner)...)
+		if err != nil {
 			return nil, fmt.Errorf("claimed rows: %w", err)
 		}
 		keep := make(map[string]bool, len(ours))

@@ -231,6 +231,11 @@ func (d *Dispatcher) query(ctx context.Context, c claimed) (provider.QueryResult
 func (d *Dispatcher) waitRate(ctx context.Context, c claimed) error {
 	key := accountKey(c.row.Channel, c.row.Account)
 	l := d.limiter(key)
+	if l.Allow() {
+		// A token is there (the usual case): no deadline, no timer.
+		d.opts.Metrics.rateLimitWait.WithLabelValues(key).Observe(0)
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, d.opts.LeaseTTL/3)
 	defer cancel()
 	start := time.Now()

@@ -144,12 +144,12 @@ func ApplyDeferred(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Chan
 		args = append(args, a.val)
 	}
 	args = append(args, w.ID, w.Version, w.State, w.LeaseOwner)
-	res := tx.WithContext(ctx).Exec("UPDATE withdrawals SET "+set.String()+
+	n, err := store.Exec(ctx, tx, "UPDATE withdrawals SET "+set.String()+
 		" WHERE id = ? AND version = ? AND state = ? AND lease_owner = ?", args...)
-	if res.Error != nil {
-		return false, fmt.Errorf("update withdrawal %s: %w", w.ID, res.Error)
+	if err != nil {
+		return false, fmt.Errorf("update withdrawal %s: %w", w.ID, err)
 	}
-	if res.RowsAffected != 1 {
+	if n != 1 {
 		return false, fmt.Errorf("update withdrawal %s: %w", w.ID, ErrStale)
 	}
 	return p.changed, p.done(w, c, now, rows)
@@ -247,12 +247,12 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 		q.WriteString(" AND " + guard.col + " = " + expr)
 		args = append(args, exprArgs...)
 	}
-	res := tx.WithContext(ctx).Exec(q.String(), args...)
-	if res.Error != nil {
-		return fmt.Errorf("update %d withdrawals: %w", len(items), res.Error)
+	n, err := store.Exec(ctx, tx, q.String(), args...)
+	if err != nil {
+		return fmt.Errorf("update %d withdrawals: %w", len(items), err)
 	}
-	if res.RowsAffected != int64(len(items)) {
-		return fmt.Errorf("update %d withdrawals, %d matched: %w", len(items), res.RowsAffected, ErrStale)
+	if n != int64(len(items)) {
+		return fmt.Errorf("update %d withdrawals, %d matched: %w", len(items), n, ErrStale)
 	}
 	for i, it := range items {
 		if err := plans[i].done(it.W, it.C, now, rows); err != nil {

@@ -11,11 +11,13 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -75,6 +77,10 @@ type Options struct {
 	Merchants   int           // distinct sub-merchants (e-commerce channel)
 	MaxInFlight int           // the dispatcher's global cap
 	Latency     time.Duration // added by the sandbox to every submission
+	// ProfileTo, when set, receives the run's CPU profile (the one that
+	// Result.Split is computed from), for go tool pprof; its goroutines
+	// carry the label side=dispatcher or side=sandbox.
+	ProfileTo io.Writer
 }
 
 // Result of one run.
@@ -83,6 +89,7 @@ type Result struct {
 	Elapsed          time.Duration
 	PerSec           float64
 	CPUPerSubmission time.Duration // this process (dispatcher + sandbox), MariaDB excluded
+	Split            CPUSplit      // CPUPerSubmission by side, from a CPU profile of the run
 }
 
 // Run seeds N ACCEPTED e-commerce withdrawals over Merchants sub-merchants,
@@ -94,7 +101,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	defer os.RemoveAll(dir)
-	reg, srv, err := startSandbox(dir, o.Latency)
+	reg, srv, err := startSandbox(withSide(ctx, sideSandbox), dir, o.Latency)
 	if err != nil {
 		return Result{}, err
 	}
@@ -118,12 +125,25 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		DefaultRate: dispatch.Rate{PerSecond: 1e6, Burst: 1000}, Logger: quiet, // the default poll interval: Notify drives it
 		OnChange: func() { recorded.Add(1) },
 	})
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(withSide(ctx, sideDispatcher))
 	defer cancel()
+	stopProfile, err := cpuProfile(o.ProfileTo)
+	if err != nil {
+		return Result{}, err
+	}
+	profiling := true
+	defer func() {
+		if profiling {
+			_, _ = stopProfile()
+		}
+	}()
 	cpu0 := cpuTime()
 	start := time.Now()
 	done := make(chan error, 1)
-	go func() { done <- d.Run(runCtx) }()
+	go func() {
+		pprof.SetGoroutineLabels(runCtx)
+		done <- d.Run(runCtx)
+	}()
 	lastLook := start
 	for {
 		time.Sleep(2 * time.Millisecond)
@@ -144,6 +164,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
+	profiling = false
+	raw, err := stopProfile()
+	if err != nil {
+		return Result{}, err
+	}
+	split, err := splitCPU(raw, o.N)
+	if err != nil {
+		return Result{}, err
+	}
 	cancel()
 	<-done
 	for _, ord := range srv.Ledger().Orders {
@@ -151,10 +180,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return Result{}, fmt.Errorf("order %s created %d times", ord.OutRequestNo, ord.Created)
 		}
 	}
-	return Result{N: o.N, Elapsed: elapsed, PerSec: float64(o.N) / elapsed.Seconds(), CPUPerSubmission: cpu / time.Duration(o.N)}, nil
+	return Result{N: o.N, Elapsed: elapsed, PerSec: float64(o.N) / elapsed.Seconds(), CPUPerSubmission: cpu / time.Duration(o.N), Split: split}, nil
 }
 
-func startSandbox(dir string, latency time.Duration) (*provider.Registry, *sandboxServer, error) {
+// startSandbox starts the sandbox's server with ctx's goroutine labels, so
+// that its goroutines (and the connections' goroutines they start) carry
+// them.
+func startSandbox(ctx context.Context, dir string, latency time.Duration) (*provider.Registry, *sandboxServer, error) {
 	keys, err := sandbox.GenerateKeys()
 	if err != nil {
 		return nil, nil, err
@@ -171,11 +203,16 @@ func startSandbox(dir string, latency time.Duration) (*provider.Registry, *sandb
 	if latency > 0 {
 		opts.Faults = map[string]sandbox.Fault{sandbox.EndpointEcommerceSubmit: {Latency: latency}}
 	}
-	srv, err := sandbox.New(opts)
+	var srv *sandbox.Server
+	var hs *httptest.Server
+	pprof.Do(ctx, pprof.Labels(), func(context.Context) {
+		if srv, err = sandbox.New(opts); err == nil {
+			hs = httptest.NewServer(srv.Handler())
+		}
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	hs := httptest.NewServer(srv.Handler())
 	pk := srv.PublicKeys()
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)

@@ -54,6 +54,7 @@ func BenchmarkDispatch(b *testing.B) {
 		own := res.CPUPerSubmission - 2*sign - 2*verify
 		b.Logf("zero latency: %.0f submissions/s = %.0f%% of the signing bound %.0f/s (sign %s, verify %s); CPU per submission %s, of it beyond 2 signs + 2 verifies %s",
 			res.PerSec, 100*res.PerSec/bound, bound, sign, verify, res.CPUPerSubmission, own)
+		b.Logf("zero latency, CPU per submission by side (profile): %s", res.Split)
 		db.Close()
 
 		db, _ = store.OpenMySQL(ctx, testenv.FreshDatabase(b), store.PoolOptions{MaxOpen: 40})

@@ -244,8 +244,6 @@ func (c *Client) call(ctx context.Context, op provider.Op, method, path string, 
 		return nil, provider.Outcome{Kind: provider.KindAmbiguous, Code: provider.CodeTransport, Err: err}, false
 	}
 	verr := c.verifier.Verify(ans.header, ans.body)
-	var eb errorBody
-	perr := json.Unmarshal(ans.body, &eb)
 	if ans.status >= 200 && ans.status < 300 {
 		if verr != nil {
 			o := provider.Outcome{Kind: provider.KindAmbiguous, Code: provider.CodeUnverified, HTTPStatus: ans.status,
@@ -254,6 +252,9 @@ func (c *Client) call(ctx context.Context, op provider.Op, method, path string, 
 		}
 		return ans, provider.Outcome{HTTPStatus: ans.status, RequestID: ans.requestID}, true
 	}
+	// Only an error answer is read as one: the channel parses a 2xx body.
+	var eb errorBody
+	perr := json.Unmarshal(ans.body, &eb)
 	var o provider.Outcome
 	switch {
 	case verr != nil:

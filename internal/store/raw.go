@@ -1,0 +1,80 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// The dispatcher's claim and record statements go straight to the
+// connection: they are complete SQL already, and GORM's Exec and Scan spent
+// more CPU building its own statement from the arguments and filling
+// structs by reflection than the rest of the claim did (docs/bench.md,
+// session 5). GORM still runs the transactions around them.
+
+// Exec runs a complete statement on tx's connection (the *sql.Tx inside a
+// transaction) and returns the rows it affected. Placeholders are plain
+// "?": a slice argument is not expanded, use Placeholders.
+func Exec(ctx context.Context, tx *gorm.DB, q string, args ...any) (int64, error) {
+	res, err := tx.Statement.ConnPool.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// Query runs a complete SELECT on tx's connection, as Exec does.
+func Query(ctx context.Context, tx *gorm.DB, q string, args ...any) (*sql.Rows, error) {
+	return tx.Statement.ConnPool.QueryContext(ctx, q, args...)
+}
+
+// Placeholders returns "?, ?, …" for n values, for an IN list.
+func Placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// AppendStrings appends values to args as []any elements, for an IN list.
+func AppendStrings(args []any, values []string) []any {
+	for _, v := range values {
+		args = append(args, v)
+	}
+	return args
+}
+
+// WithdrawalColumns lists every column of withdrawals in the order
+// ScanWithdrawals reads them: a SELECT for ScanWithdrawals names them
+// (never "*", whose order is the table's).
+var WithdrawalColumns = strings.Join([]string{
+	"id", "channel", "account", "out_request_no", "merchant_key", "amount", "params_hash", "params",
+	"sensitive_key_id", "sensitive_data", "state", "version", "provider_status", "provider_ref",
+	"reason_code", "reason", "submissions", "next_attempt_at", "lease_owner", "lease_expires_at",
+	"claimed_from", "first_sent_at", "resubmit_requested", "provider_request", "provider_request_serial",
+	"submitted_at", "final_at", "created_at", "updated_at",
+}, ", ")
+
+// ScanWithdrawals reads rows selected with WithdrawalColumns, appending to
+// out, and closes rows.
+func ScanWithdrawals(rows *sql.Rows, out []Withdrawal) ([]Withdrawal, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var w Withdrawal
+		if err := rows.Scan(&w.ID, &w.Channel, &w.Account, &w.OutRequestNo, &w.MerchantKey, &w.Amount, &w.ParamsHash, &w.Params,
+			&w.SensitiveKeyID, &w.SensitiveData, &w.State, &w.Version, &w.ProviderStatus, &w.ProviderRef,
+			&w.ReasonCode, &w.Reason, &w.Submissions, &w.NextAttemptAt, &w.LeaseOwner, &w.LeaseExpiresAt,
+			&w.ClaimedFrom, &w.FirstSentAt, &w.ResubmitRequested, &w.ProviderRequest, &w.ProviderRequestSerial,
+			&w.SubmittedAt, &w.FinalAt, &w.CreatedAt, &w.UpdatedAt); err != nil {
+			return out, fmt.Errorf("read withdrawal: %w", err)
+		}
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("read withdrawals: %w", err)
+	}
+	return out, nil
+}
