@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -34,6 +35,8 @@ type claimed struct {
 // A claim from a reused due-merchant list that finds nothing is tried once
 // more with a fresh scan (due.go).
 func (d *Dispatcher) claim(ctx context.Context, budget int) ([]claimed, error) {
+	d.claimMu.Lock()
+	defer d.claimMu.Unlock()
 	now := d.opts.Now()
 	due, err := d.dueMerchants(ctx, now, false)
 	if err != nil {
@@ -106,6 +109,7 @@ func (d *Dispatcher) claimFrom(ctx context.Context, due dueList, budget int, now
 				}
 			}
 		}
+		due.resolve(&d.due, served)
 		rows, err := d.dueRows(ctx, tx, served, quota, due, now)
 		if err != nil {
 			return err
@@ -283,6 +287,18 @@ var (
 // unionAll joins ordered, limited SELECTs. MySQL takes each in parentheses;
 // SQLite allows ORDER BY/LIMIT only inside a subquery.
 func unionAll(dialect store.Dialect, branches []string) string {
+	// The usual claim reads one plain branch per merchant: its text depends
+	// only on how many, and is built once per count.
+	plain := true
+	for _, q := range branches {
+		plain = plain && q == dueBranch
+	}
+	key := unionKey{dialect, len(branches)}
+	if plain {
+		if q, ok := plainUnions.Load(key); ok {
+			return q.(string)
+		}
+	}
 	var b strings.Builder
 	for i, q := range branches {
 		if i > 0 {
@@ -294,8 +310,21 @@ func unionAll(dialect store.Dialect, branches []string) string {
 			b.WriteString("(" + q + ")")
 		}
 	}
+	if plain {
+		plainUnions.Store(key, b.String())
+	}
 	return b.String()
 }
+
+// unionKey names the UNION of n plain due branches in a dialect.
+type unionKey struct {
+	dialect store.Dialect
+	n       int
+}
+
+// plainUnions caches the text of unionAll for plain branches (at most
+// perStatement per dialect).
+var plainUnions sync.Map // unionKey → string
 
 // takeAll moves due rows to SUBMITTING under this instance's lease, in one
 // UPDATE. The first time a row is claimed its provider request is built and

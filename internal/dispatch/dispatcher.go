@@ -48,6 +48,11 @@ type Dispatcher struct {
 	recording chan struct{} // answers being written, after their call freed its slot
 	wake      chan struct{}
 
+	// claimMu runs claims one at a time (Run's loop does anyway) and
+	// guards claimScratch.
+	claimMu      sync.Mutex
+	claimScratch claimScratch
+
 	mu         sync.Mutex
 	limiters   map[string]*adaptiveLimiter
 	lastServed map[string]time.Time // merchant → last claim, for fairness

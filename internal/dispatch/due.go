@@ -78,22 +78,37 @@ type dueCache struct {
 	merchants map[string]dueEntry
 }
 
-// snapshot returns the list, with each merchant's due states, if it may be
-// reused at now.
-func (c *dueCache) snapshot(now time.Time) (merchants []string, states map[string]dueStates, gen uint64, ok bool) {
+// snapshot appends the listed merchants to into and returns them, if the
+// list may be reused at now. Their due states are read later, for the few
+// merchants a claim serves (statesOf): copying them all cost more than the
+// claim's own statements.
+func (c *dueCache) snapshot(now time.Time, into []string) (merchants []string, gen uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	age := now.Sub(c.scannedAt)
 	if c.scannedAt.IsZero() || age < 0 || age >= dueScanMaxAge || len(c.merchants) == 0 {
-		return nil, nil, c.gen, false
+		return into, c.gen, false
 	}
-	merchants = make([]string, 0, len(c.merchants))
-	states = make(map[string]dueStates, len(c.merchants))
-	for m, e := range c.merchants {
-		merchants = append(merchants, m)
-		states[m] = e.states
+	for m := range c.merchants {
+		into = append(into, m)
 	}
-	return merchants, states, c.gen, true
+	return into, c.gen, true
+}
+
+// statesOf returns the due states of those of merchants still listed. Read
+// after the snapshot, they may hold more than they did then (more branches
+// in dueRows, never fewer rows); a merchant dropped since is missing, and
+// dueRows reads all its states.
+func (c *dueCache) statesOf(merchants []string) map[string]dueStates {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]dueStates, len(merchants))
+	for _, m := range merchants {
+		if e, ok := c.merchants[m]; ok {
+			out[m] = e.states
+		}
+	}
+	return out
 }
 
 // replace stores a fresh scan taken at now: the merchants and the states
@@ -148,7 +163,9 @@ func (d *Dispatcher) NotifyDue(merchantKeys []string) {
 type dueList struct {
 	merchants []string // least recently served by this instance first
 	// states are the claimable states each merchant has due work in; a
-	// merchant missing from it may have any (dueRows reads them all).
+	// merchant missing from it may have any (dueRows reads them all). Nil
+	// for a reused list until the claim knows which merchants it serves
+	// (dueList.resolve).
 	states   map[string]dueStates
 	resubmit map[string]bool // merchants with a re-submission due
 	gen      uint64          // the dueCache generation read
@@ -156,12 +173,14 @@ type dueList struct {
 }
 
 // dueMerchants lists the merchants with due work, from the cache unless
-// scan is set or the cache may not be reused.
+// scan is set or the cache may not be reused. The list is built in
+// d.claimScratch: it is valid until the next claim.
 func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time, scan bool) (dueList, error) {
 	var l dueList
 	var ok bool
+	buf := d.claimScratch.merchants[:0]
 	if !scan {
-		l.merchants, l.states, l.gen, ok = d.due.snapshot(now)
+		l.merchants, l.gen, ok = d.due.snapshot(now, buf)
 	}
 	l.cached = ok
 	if !ok {
@@ -171,7 +190,7 @@ func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time, scan bool)
 		}
 		l.gen = d.due.replace(found, now)
 		l.states = found
-		l.merchants = make([]string, 0, len(found))
+		l.merchants = buf
 		for m := range found {
 			l.merchants = append(l.merchants, m)
 		}
@@ -181,19 +200,35 @@ func (d *Dispatcher) dueMerchants(ctx context.Context, now time.Time, scan bool)
 		return dueList{}, err
 	}
 	l.resubmit = resubmit
-	seen := make(map[string]bool, len(l.merchants))
-	for _, m := range l.merchants {
-		seen[m] = true
+	if len(resubmit) > 0 {
+		seen := make(map[string]bool, len(l.merchants))
+		for _, m := range l.merchants {
+			seen[m] = true
+		}
+		for m := range resubmit {
+			if !seen[m] {
+				l.merchants = append(l.merchants, m)
+			}
+		}
 	}
-	for m := range resubmit {
-		if !seen[m] {
-			// Only its re-submissions are known to be due.
-			l.merchants = append(l.merchants, m)
+	d.claimScratch.merchants = l.merchants
+	d.byLastServed(l.merchants)
+	return l, nil
+}
+
+// resolve sets the due states of the merchants a claim serves (a reused
+// list reads them now, see dueCache.statesOf). A merchant known only from
+// the re-submission scan gets the empty set: its one branch is the
+// re-submission's.
+func (l *dueList) resolve(c *dueCache, served []string) {
+	if l.states == nil {
+		l.states = c.statesOf(served)
+	}
+	for _, m := range served {
+		if _, known := l.states[m]; !known && l.resubmit[m] {
 			l.states[m] = 0
 		}
 	}
-	d.byLastServed(l.merchants)
-	return l, nil
 }
 
 // scanDueMerchants reads the merchants with ACCEPTED or UNKNOWN rows due at
@@ -258,18 +293,29 @@ func (d *Dispatcher) dueResubmits(ctx context.Context, now time.Time) (map[strin
 // a sort comparing through the map did two lookups per comparison, 50 µs
 // per submission with 500 merchants.
 func (d *Dispatcher) byLastServed(merchants []string) {
-	type entry struct {
-		key    string
-		served time.Time
-	}
-	entries := make([]entry, len(merchants))
+	entries := d.claimScratch.served[:0]
 	d.mu.Lock()
-	for i, m := range merchants {
-		entries[i] = entry{m, d.lastServed[m]}
+	for _, m := range merchants {
+		entries = append(entries, servedAt{m, d.lastServed[m]})
 	}
 	d.mu.Unlock()
-	slices.SortStableFunc(entries, func(a, b entry) int { return a.served.Compare(b.served) })
+	d.claimScratch.served = entries
+	slices.SortStableFunc(entries, func(a, b servedAt) int { return a.served.Compare(b.served) })
 	for i, e := range entries {
 		merchants[i] = e.key
 	}
+}
+
+// servedAt is a merchant and when this instance last claimed for it.
+type servedAt struct {
+	key    string
+	served time.Time
+}
+
+// claimScratch is memory the claims reuse: a claim lists and sorts every
+// due merchant (hundreds), and allocating the lists afresh each time was
+// most of the claim's garbage. Claims run one at a time (claimMu).
+type claimScratch struct {
+	merchants []string
+	served    []servedAt
 }

@@ -10,19 +10,19 @@ import (
 func TestDueCacheReuseAndExpiry(t *testing.T) {
 	var c dueCache
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, _, _, ok := c.snapshot(t0); ok {
+	if _, _, ok := c.snapshot(t0, nil); ok {
 		t.Fatal("an empty cache was reused")
 	}
 	c.replace(map[string]dueStates{"a": dueAccepted, "b": dueAccepted}, t0)
-	got, _, _, ok := c.snapshot(t0.Add(dueScanMaxAge - time.Millisecond))
+	got, _, ok := c.snapshot(t0.Add(dueScanMaxAge - time.Millisecond), nil)
 	slices.Sort(got)
 	if !ok || !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("fresh list = %v, %v", got, ok)
 	}
-	if _, _, _, ok := c.snapshot(t0.Add(dueScanMaxAge)); ok {
+	if _, _, ok := c.snapshot(t0.Add(dueScanMaxAge), nil); ok {
 		t.Error("a list dueScanMaxAge old was reused")
 	}
-	if _, _, _, ok := c.snapshot(t0.Add(-time.Second)); ok {
+	if _, _, ok := c.snapshot(t0.Add(-time.Second), nil); ok {
 		t.Error("a list from the future (clock stepped back) was reused")
 	}
 }
@@ -34,20 +34,20 @@ func TestDueCacheDropKeepsLaterAdditions(t *testing.T) {
 	var c dueCache
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c.add([]string{"x"}, dueAccepted) // before any scan: the scan will find it
-	if _, _, _, ok := c.snapshot(t0); ok {
+	if _, _, ok := c.snapshot(t0, nil); ok {
 		t.Fatal("an add created a list without a scan")
 	}
 	c.replace(map[string]dueStates{"a": dueAccepted, "b": dueAccepted, "c": dueAccepted}, t0)
-	_, _, gen, _ := c.snapshot(t0)
+	_, gen, _ := c.snapshot(t0, nil)
 	c.add([]string{"b", "d"}, dueAccepted) // the intake stored more for b, and a new d
 	c.drop([]string{"a", "b", "d"}, gen)
-	got, _, _, ok := c.snapshot(t0)
+	got, _, ok := c.snapshot(t0, nil)
 	slices.Sort(got)
 	if !ok || !slices.Equal(got, []string{"b", "c", "d"}) {
 		t.Errorf("after drop = %v, want [b c d]", got)
 	}
 	c.drop([]string{"b", "c", "d"}, gen+1)
-	if _, _, _, ok := c.snapshot(t0); ok {
+	if _, _, ok := c.snapshot(t0, nil); ok {
 		t.Error("an emptied list was reused: the next claim must scan")
 	}
 }

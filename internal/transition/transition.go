@@ -179,47 +179,53 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 		return err
 	}
 	plans := make([]planned, len(items))
-	var cols []string // in order of first appearance
-	byCol := map[string]map[int]assignment{}
-	adds := map[string]bool{} // columns written as col = col + …
+	var cols []column // in order of first appearance
 	for i, it := range items {
 		p, err := plan(it.W, it.C, now)
 		if err != nil {
 			return err
 		}
 		plans[i] = p
+	assign:
 		for _, a := range p.assign {
-			if byCol[a.col] == nil {
-				byCol[a.col] = map[int]assignment{}
-				cols = append(cols, a.col)
-				adds[a.col] = a.add
+			for c := range cols {
+				if cols[c].name == a.col {
+					cols[c].per[i] = a
+					continue assign
+				}
 			}
-			byCol[a.col][i] = a
+			col := column{name: a.col, add: a.add, per: make([]assignment, len(items))}
+			col.per[i] = a
+			cols = append(cols, col)
 		}
 	}
 	var q strings.Builder
-	var args []any
+	args := make([]any, 0, 4*len(items)*len(cols))
 	q.WriteString("UPDATE withdrawals SET ")
-	for n, col := range cols {
+	for n, c := range cols {
+		col, per := c.name, c.per
 		if n > 0 {
 			q.WriteString(", ")
 		}
-		per := byCol[col]
-		if v, ok := sameForAll(per, len(items)); ok {
-			q.WriteString(col + " = ?")
+		if v, ok := sameForAll(per); ok {
+			if c.add {
+				q.WriteString(col + " = " + col + " + ?")
+			} else {
+				q.WriteString(col + " = ?")
+			}
 			args = append(args, v)
 			continue
 		}
 		var values store.CaseByID
 		for i := range items {
-			if a, ok := per[i]; ok {
-				values.Add(items[i].W.ID, a.val)
+			if per[i].col != "" {
+				values.Add(items[i].W.ID, per[i].val)
 			}
 		}
 		// Rows without a value keep theirs: col = CASE … ELSE col END, or
 		// for an added column col = col + CASE … ELSE 0 END.
 		prefix, otherwise := "", col
-		if adds[col] {
+		if c.add {
 			prefix, otherwise = col+" + ", "0"
 		}
 		expr, exprArgs := values.SQL(otherwise)
@@ -227,23 +233,35 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 		args = append(args, exprArgs...)
 	}
 	q.WriteString(" WHERE id IN (")
-	var version, state, owner store.CaseByID
-	for i, it := range items {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("?")
+	q.WriteString(store.Placeholders(len(items)) + ")")
+	for _, it := range items {
 		args = append(args, it.W.ID)
-		version.Add(it.W.ID, it.W.Version)
-		state.Add(it.W.ID, it.W.State)
-		owner.Add(it.W.ID, it.W.LeaseOwner)
 	}
-	q.WriteString(")")
+	// Each row's guard: its own version, and the state and lease owner
+	// the caller read, which are usually the same for the whole batch
+	// (SUBMITTING, this instance): then one "col = ?" serves them all.
 	for _, guard := range []struct {
-		col    string
-		values *store.CaseByID
-	}{{"version", &version}, {"state", &state}, {"lease_owner", &owner}} {
-		expr, exprArgs := guard.values.SQL("")
+		col   string
+		value func(w *store.Withdrawal) any
+	}{
+		{"version", func(w *store.Withdrawal) any { return w.Version }},
+		{"state", func(w *store.Withdrawal) any { return w.State }},
+		{"lease_owner", func(w *store.Withdrawal) any { return w.LeaseOwner }},
+	} {
+		first, same := guard.value(items[0].W), true
+		for _, it := range items[1:] {
+			same = same && guard.value(it.W) == first
+		}
+		if same {
+			q.WriteString(" AND " + guard.col + " = ?")
+			args = append(args, first)
+			continue
+		}
+		var values store.CaseByID
+		for _, it := range items {
+			values.Add(it.W.ID, guard.value(it.W))
+		}
+		expr, exprArgs := values.SQL("")
 		q.WriteString(" AND " + guard.col + " = " + expr)
 		args = append(args, exprArgs...)
 	}
@@ -262,27 +280,24 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 	return nil
 }
 
-// sameForAll reports whether all n rows assign the same plain value to a
-// column (the lease columns, updated_at): then one "col = ?" serves them.
-func sameForAll(per map[int]assignment, n int) (any, bool) {
-	if len(per) != n {
-		return nil, false
-	}
-	var first assignment
-	for i := range n {
-		a := per[i]
-		if a.add {
-			return nil, false
-		}
-		if i == 0 {
-			first = a
-			continue
-		}
-		if !sameValue(a.val, first.val) {
+// column is one column of ApplyAll's UPDATE: per item, its assignment
+// (col empty where the item leaves the column alone).
+type column struct {
+	name string
+	add  bool
+	per  []assignment
+}
+
+// sameForAll reports whether every row assigns the same plain value to a
+// column (the lease columns, updated_at), or adds the same value to it
+// (submissions): then one "col = ?" or "col = col + ?" serves them.
+func sameForAll(per []assignment) (any, bool) {
+	for _, a := range per {
+		if a.col == "" || a.add != per[0].add || !sameValue(a.val, per[0].val) {
 			return nil, false
 		}
 	}
-	return first.val, true
+	return per[0].val, true
 }
 
 // sameValue compares the value kinds plan assigns.
@@ -327,7 +342,7 @@ func plan(w *store.Withdrawal, c Change, now time.Time) (planned, error) {
 	if changed && !withdrawal.CanTransition(from, c.To) && !(from == withdrawal.StateSubmitting && withdrawal.CanTransition(resting, c.To)) {
 		return planned{}, fmt.Errorf("withdrawal %s: %s -> %s is not a valid transition", w.ID, from, c.To)
 	}
-	p := planned{next: *w, changed: changed, from: from}
+	p := planned{next: *w, changed: changed, from: from, assign: make([]assignment, 0, 16)}
 	set := func(col string, v any) { p.assign = append(p.assign, assignment{col: col, val: v}) }
 	next := &p.next
 	next.State, next.ClaimedFrom, next.LeaseOwner, next.LeaseExpiresAt = string(c.To), "", "", nil
@@ -391,6 +406,9 @@ func (p planned) done(w *store.Withdrawal, c Change, now time.Time, rows *Writes
 }
 
 func truncate(s string, n int) string {
+	if len(s) <= n { // n runes are at least n bytes
+		return s
+	}
 	r := []rune(s)
 	if len(r) <= n {
 		return s

@@ -85,74 +85,96 @@ func comparable(w *store.Withdrawal) string {
 // TestApplyAllWritesWhatApplyWrites: the same answers written one by one
 // (ApplyDeferred) and together (ApplyAll) leave identical rows, events and
 // audit rows, on both dialects.
+//
+// Two batches: every kind of answer by one owner (columns that differ per
+// row, CASE guards collapsed), and the same answer to rows of two owners
+// (columns collapsed, the lease-owner guard per row).
 func TestApplyAllWritesWhatApplyWrites(t *testing.T) {
 	ctx := context.Background()
 	for name, db := range databases(t) {
-		t.Run(name, func(t *testing.T) {
-			now := time.Now().UTC().Truncate(time.Microsecond)
-			changes := answers(now)
-			var aNames, bNames []string
-			for i := range changes {
-				aNames = append(aNames, fmt.Sprintf("ONE%d", i))
-				bNames = append(bNames, fmt.Sprintf("ALL%d", i))
-			}
-			one := claimAll(t, db, "owner", now, aNames...)
-			all := claimAll(t, db, "owner", now, bNames...)
+		for _, batch := range []string{"mixed answers", "two owners"} {
+			t.Run(name+"/"+batch, func(t *testing.T) {
+				testApplyAllWritesWhatApplyWrites(ctx, t, db, batch == "two owners")
+			})
+		}
+	}
+}
 
-			var oneRows, allRows transition.Writes
-			if err := db.Transaction(func(tx *gorm.DB) error {
-				for i := range one {
-					if _, err := transition.ApplyDeferred(ctx, tx, &one[i], changes[i], now, &oneRows); err != nil {
-						return err
-					}
-				}
-				return oneRows.Flush(ctx, tx)
-			}); err != nil {
+func testApplyAllWritesWhatApplyWrites(ctx context.Context, t *testing.T, db *store.DB, twoOwners bool) {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	changes := answers(now)
+	prefix := "M"
+	if twoOwners {
+		prefix = "T"
+		for i := range changes {
+			changes[i] = answers(now)[0]
+			changes[i].ProviderRef = fmt.Sprintf("REF-%d", i)
+		}
+	}
+	var aNames, bNames []string
+	for i := range changes {
+		aNames = append(aNames, fmt.Sprintf("%sONE%d", prefix, i))
+		bNames = append(bNames, fmt.Sprintf("%sALL%d", prefix, i))
+	}
+	half := len(changes) // all by "owner"
+	if twoOwners {
+		half = len(changes) / 2 // the rest by "other"
+	}
+	one := append(claimAll(t, db, "owner", now, aNames[:half]...), claimAll(t, db, "other", now, aNames[half:]...)...)
+	all := append(claimAll(t, db, "owner", now, bNames[:half]...), claimAll(t, db, "other", now, bNames[half:]...)...)
+
+	var oneRows, allRows transition.Writes
+	if err := db.Transaction(func(tx *gorm.DB) error {
+		for i := range one {
+			if _, err := transition.ApplyDeferred(ctx, tx, &one[i], changes[i], now, &oneRows); err != nil {
+				return err
+			}
+		}
+		return oneRows.Flush(ctx, tx)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	items := make([]transition.Pending, len(all))
+	for i := range all {
+		items[i] = transition.Pending{W: &all[i], C: changes[i]}
+	}
+	if err := db.Transaction(func(tx *gorm.DB) error {
+		if err := transition.ApplyAll(ctx, tx, items, now, &allRows); err != nil {
+			return err
+		}
+		return allRows.Flush(ctx, tx)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := range changes {
+		a, err := store.GetWithdrawal(ctx, db.DB, one[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := store.GetWithdrawal(ctx, db.DB, all[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if comparable(a) != comparable(b) {
+			t.Errorf("answer %d (%s):\n one by one: %s\n together:   %s", i, changes[i].To, comparable(a), comparable(b))
+		}
+		// The snapshot handed in is now the row as written.
+		if comparable(&all[i]) != comparable(b) {
+			t.Errorf("answer %d: snapshot after ApplyAll:\n %s\n database:\n %s", i, comparable(&all[i]), comparable(b))
+		}
+		for _, table := range []string{"outbox", "withdrawal_attempts"} {
+			var na, nb int64
+			if err := db.Table(table).Where("withdrawal_id = ?", a.ID).Count(&na).Error; err != nil {
 				t.Fatal(err)
 			}
-			items := make([]transition.Pending, len(all))
-			for i := range all {
-				items[i] = transition.Pending{W: &all[i], C: changes[i]}
-			}
-			if err := db.Transaction(func(tx *gorm.DB) error {
-				if err := transition.ApplyAll(ctx, tx, items, now, &allRows); err != nil {
-					return err
-				}
-				return allRows.Flush(ctx, tx)
-			}); err != nil {
+			if err := db.Table(table).Where("withdrawal_id = ?", b.ID).Count(&nb).Error; err != nil {
 				t.Fatal(err)
 			}
-
-			for i := range changes {
-				a, err := store.GetWithdrawal(ctx, db.DB, one[i].ID)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := store.GetWithdrawal(ctx, db.DB, all[i].ID)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if comparable(a) != comparable(b) {
-					t.Errorf("answer %d (%s):\n one by one: %s\n together:   %s", i, changes[i].To, comparable(a), comparable(b))
-				}
-				// The snapshot handed in is now the row as written.
-				if comparable(&all[i]) != comparable(b) {
-					t.Errorf("answer %d: snapshot after ApplyAll:\n %s\n database:\n %s", i, comparable(&all[i]), comparable(b))
-				}
-				for _, table := range []string{"outbox", "withdrawal_attempts"} {
-					var na, nb int64
-					if err := db.Table(table).Where("withdrawal_id = ?", a.ID).Count(&na).Error; err != nil {
-						t.Fatal(err)
-					}
-					if err := db.Table(table).Where("withdrawal_id = ?", b.ID).Count(&nb).Error; err != nil {
-						t.Fatal(err)
-					}
-					if na != nb {
-						t.Errorf("answer %d: %d %s rows one by one, %d together", i, na, table, nb)
-					}
-				}
+			if na != nb {
+				t.Errorf("answer %d: %d %s rows one by one, %d together", i, na, table, nb)
 			}
-		})
+		}
 	}
 }
 
