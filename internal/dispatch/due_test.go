@@ -14,7 +14,7 @@ func TestDueCacheReuseAndExpiry(t *testing.T) {
 		t.Fatal("an empty cache was reused")
 	}
 	c.replace(map[string]dueStates{"a": dueAccepted, "b": dueAccepted}, t0)
-	got, _, ok := c.snapshot(t0.Add(dueScanMaxAge - time.Millisecond), nil)
+	got, _, ok := c.snapshot(t0.Add(dueScanMaxAge-time.Millisecond), nil)
 	slices.Sort(got)
 	if !ok || !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("fresh list = %v, %v", got, ok)
