@@ -240,7 +240,7 @@ func (c *Client) post(ctx context.Context, form url.Values) (int, []byte, error)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
+	resp, err := wechatpay.RoundTrip(c.http, req) // never follows a redirect
 	if err != nil {
 		return 0, nil, fmt.Errorf("allinpay: %s: %w", form.Get("method"), err)
 	}

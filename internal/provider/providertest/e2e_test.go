@@ -2,6 +2,8 @@ package providertest_test
 
 import (
 	"context"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,4 +338,50 @@ func mustRegistry(t *testing.T, cfg *provider.Config) *provider.Registry {
 		t.Fatal(err)
 	}
 	return reg
+}
+
+// redirectFirst answers the first request it sees with a 307 back to the
+// same URL, and passes every later one to the sandbox.
+type redirectFirst struct{ calls atomic.Int32 }
+
+func (r *redirectFirst) RoundTrip(req *http.Request) (*http.Response, error) {
+	if r.calls.Add(1) == 1 {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return &http.Response{StatusCode: http.StatusTemporaryRedirect, Status: "307 Temporary Redirect",
+			Header: http.Header{"Location": {req.URL.String()}}, Body: http.NoBody, Request: req,
+			ProtoMajor: 1, ProtoMinor: 1}, nil
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestRedirectIsNotFollowed: a 307 to a submission is an answer, never a
+// re-post of the payment behind the dispatcher's back (http.Client.Do
+// would follow it with the same body): the outcome is not an acceptance,
+// one request left, and the sandbox created nothing.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	rt := &redirectFirst{}
+	env := providertest.Start(t, sandbox.Options{}, providertest.Settings{HTTPClient: &http.Client{Transport: rt}})
+	for _, ch := range withdrawal.Channels {
+		t.Run(string(ch), func(t *testing.T) {
+			rt.calls.Store(0)
+			p := env.Provider(ch)
+			cmd := providertest.Command(ch, "RDR"+string(ch[:3])+itoa(len(ch)), 100)
+			req, err := p.BuildSubmit(ctx, cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := p.Send(ctx, req)
+			if out.Kind == provider.KindAccepted || out.HTTPStatus != http.StatusTemporaryRedirect {
+				t.Fatalf("a 307 gave %+v, want a non-accepted outcome with HTTP 307", out)
+			}
+			if n := rt.calls.Load(); n != 1 {
+				t.Fatalf("%d requests sent, want 1 (the redirect was followed)", n)
+			}
+			if lo, ok := env.Ledger().Find(string(ch), cmd.OutRequestNo); ok {
+				t.Fatalf("the sandbox has the order: %+v", lo)
+			}
+		})
+	}
 }
