@@ -52,11 +52,16 @@ type Latest struct {
 	Mode string `json:"mode"`
 	Runs int    `json:"runs"`
 
-	IntakePerSec       *float64           `json:"intake_commands_per_sec,omitempty"`
-	NaivePerSec        *float64           `json:"naive_intake_commands_per_sec,omitempty"`
-	IntakeSpeedup      *float64           `json:"intake_speedup,omitempty"`
-	DispatchPerSec     *float64           `json:"dispatch_submissions_per_sec,omitempty"`
-	DispatchCPUms      *float64           `json:"dispatch_cpu_ms_per_submission,omitempty"`
+	IntakePerSec   *float64 `json:"intake_commands_per_sec,omitempty"`
+	NaivePerSec    *float64 `json:"naive_intake_commands_per_sec,omitempty"`
+	IntakeSpeedup  *float64 `json:"intake_speedup,omitempty"`
+	DispatchPerSec *float64 `json:"dispatch_submissions_per_sec,omitempty"`
+	DispatchCPUms  *float64 `json:"dispatch_cpu_ms_per_submission,omitempty"`
+	// DispatchOwnUS is the dispatcher's CPU per submission beyond its RSA
+	// work, from a CPU profile of the run (dispatchbench.CPUSplit.Own);
+	// DispatchOwnGCUS adds all unattributed GC/runtime CPU to it.
+	DispatchOwnUS      *float64           `json:"dispatch_own_cpu_us_per_submission,omitempty"`
+	DispatchOwnGCUS    *float64           `json:"dispatch_own_cpu_with_gc_us_per_submission,omitempty"`
 	SignMs             *float64           `json:"rsa_sign_ms,omitempty"`
 	VerifyMs           *float64           `json:"rsa_verify_ms,omitempty"`
 	SigningBound       *float64           `json:"signing_bound_per_sec,omitempty"`
@@ -252,10 +257,13 @@ func all(ctx context.Context, o allOptions, run map[string]bool) error {
 			}
 			sample("dispatch_submissions_per_sec", r.PerSec)
 			sample("dispatch_cpu_ms_per_submission", ms(r.CPUPerSubmission))
+			sample("dispatch_own_cpu_us_per_submission", us(r.Split.Own))
+			sample("dispatch_own_cpu_with_gc_us_per_submission", us(r.Split.OwnWithRuntime()))
 			step("  %.0f submissions/s, CPU %.3f ms per submission: %s", r.PerSec, ms(r.CPUPerSubmission), r.Split)
 		}
 		res.Checks = append(res.Checks, fmt.Sprintf("dispatch: every run's %d withdrawals SUBMITTED, each created once by the sandbox (dispatchbench.Run)", o.dispatchN))
 		res.DispatchPerSec, res.DispatchCPUms = med(res.Samples["dispatch_submissions_per_sec"]), med(res.Samples["dispatch_cpu_ms_per_submission"])
+		res.DispatchOwnUS, res.DispatchOwnGCUS = med(res.Samples["dispatch_own_cpu_us_per_submission"]), med(res.Samples["dispatch_own_cpu_with_gc_us_per_submission"])
 	}
 
 	if run["relay"] {
@@ -457,6 +465,7 @@ func targets(r *Latest, rate int) []Target {
 		add("dispatch_share_of_signing_bound", "≥ 0.70", frac(r.DispatchPerSec), func(v float64) bool { return v >= 0.70 })
 		add("e2e_share_of_signing_bound", "≥ 0.60", frac(r.E2EPerSec), func(v float64) bool { return v >= 0.60 })
 	}
+	add("dispatch_own_cpu_us_per_submission", "≤ 100 (issue 5)", r.DispatchOwnUS, func(v float64) bool { return v <= 100 })
 	add("e2e_p99_ms", fmt.Sprintf("< 250 at %d/s", rate), r.E2EP99ms, func(v float64) bool { return v < 250 })
 	for _, p := range slices.Sorted(maps.Keys(r.MaxRSSMB)) {
 		v := r.MaxRSSMB[p]
@@ -479,9 +488,9 @@ func printTable(w *os.File, r *Latest) {
 			}
 			runs = strings.Join(parts, " / ")
 		}
-		fmt.Fprintf(w, "%-34s %12s %-14s %s\n", name, fmt.Sprintf(format, *v), unit, runs)
+		fmt.Fprintf(w, "%-44s %12s %-14s %s\n", name, fmt.Sprintf(format, *v), unit, runs)
 	}
-	fmt.Fprintf(w, "%-34s %12s %-14s %s\n", "figure ("+r.Mode+", median of "+fmt.Sprint(r.Runs)+")", "value", "unit", "runs")
+	fmt.Fprintf(w, "%-44s %12s %-14s %s\n", "figure ("+r.Mode+", median of "+fmt.Sprint(r.Runs)+")", "value", "unit", "runs")
 	fmt.Fprintln(w, strings.Repeat("-", 90))
 	row("intake_commands_per_sec", r.IntakePerSec, "commands/s", "%.0f")
 	row("naive_intake_commands_per_sec", r.NaivePerSec, "commands/s", "%.0f")
@@ -491,6 +500,8 @@ func printTable(w *os.File, r *Latest) {
 	row("signing_bound_per_sec", r.SigningBound, "submissions/s", "%.0f")
 	row("dispatch_submissions_per_sec", r.DispatchPerSec, "submissions/s", "%.0f")
 	row("dispatch_cpu_ms_per_submission", r.DispatchCPUms, "ms", "%.3f")
+	row("dispatch_own_cpu_us_per_submission", r.DispatchOwnUS, "µs", "%.0f")
+	row("dispatch_own_cpu_with_gc_us_per_submission", r.DispatchOwnGCUS, "µs", "%.0f")
 	row("relay_events_per_sec", r.RelayPerSec, "events/s", "%.0f")
 	row("e2e_withdrawals_per_sec", r.E2EPerSec, "withdrawals/s", "%.0f")
 	row("e2e_p50_ms", r.E2EP50ms, "ms", "%.1f")
@@ -524,6 +535,8 @@ func printTable(w *os.File, r *Latest) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
 func med(xs []float64) *float64 {
 	m := bench.Median(xs)

@@ -27,6 +27,12 @@ func TestRunSmall(t *testing.T) {
 	if res.N != 200 || res.PerSec <= 0 {
 		t.Fatalf("%+v", res)
 	}
+	// The profile's split needs the goroutine labels of both sides: without
+	// them every sample would land in Runtime. About half of the run's CPU
+	// (some 50 samples) is RSA on each side, so neither can be empty.
+	if res.Split.Signing <= 0 || res.Split.Sandbox <= 0 {
+		t.Fatalf("CPU split without a side: %s", res.Split)
+	}
 }
 
 // BenchmarkDispatch is the figure of the README: run with
