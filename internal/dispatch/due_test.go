@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -90,5 +91,20 @@ func TestDueBranchesFollowTheDueStates(t *testing.T) {
 		if !slices.Equal(states, tc.states) {
 			t.Errorf("%s: branches for %v, want %v", tc.merchant, states, tc.states)
 		}
+	}
+}
+
+// TestResolveReadsTheServedMerchantsStates: a reused list learns the due
+// states of the merchants a claim serves from the cache; one known only
+// from the re-submission scan gets the empty set (its re-submission branch
+// alone), and one the cache no longer lists stays unknown (all branches).
+func TestResolveReadsTheServedMerchantsStates(t *testing.T) {
+	var c dueCache
+	c.replace(map[string]dueStates{"a": dueAccepted, "b": dueAccepted | stateBit("UNKNOWN")}, time.Now())
+	l := dueList{resubmit: map[string]bool{"r": true}}
+	l.resolve(&c, []string{"a", "r", "x"})
+	want := map[string]dueStates{"a": dueAccepted, "r": 0}
+	if !maps.Equal(l.states, want) {
+		t.Fatalf("states %v, want %v (b is not served, x is not listed)", l.states, want)
 	}
 }
