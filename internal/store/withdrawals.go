@@ -49,8 +49,7 @@ func FindKeyHashes(ctx context.Context, tx *gorm.DB, nos []string) ([]KeyHash, e
 	for i, no := range nos {
 		args[i] = no
 	}
-	// Straight to the connection, as insertRows does.
-	rows, err := tx.Statement.ConnPool.QueryContext(ctx, q, args...)
+	rows, err := Query(ctx, tx, q, args...) // straight to the connection (raw.go)
 	if err != nil {
 		return nil, fmt.Errorf("find withdrawals by out_request_no: %w", err)
 	}
