@@ -60,18 +60,27 @@ type Latest struct {
 	// DispatchOwnUS is the dispatcher's CPU per submission beyond its RSA
 	// work, from a CPU profile of the run (dispatchbench.CPUSplit.Own);
 	// DispatchOwnGCUS adds all unattributed GC/runtime CPU to it.
-	DispatchOwnUS      *float64           `json:"dispatch_own_cpu_us_per_submission,omitempty"`
-	DispatchOwnGCUS    *float64           `json:"dispatch_own_cpu_with_gc_us_per_submission,omitempty"`
-	SignMs             *float64           `json:"rsa_sign_ms,omitempty"`
-	VerifyMs           *float64           `json:"rsa_verify_ms,omitempty"`
-	SigningBound       *float64           `json:"signing_bound_per_sec,omitempty"`
-	RelayPerSec        *float64           `json:"relay_events_per_sec,omitempty"`
-	E2EPerSec          *float64           `json:"e2e_withdrawals_per_sec,omitempty"`
-	E2EP50ms           *float64           `json:"e2e_p50_ms,omitempty"`
-	E2EP99ms           *float64           `json:"e2e_p99_ms,omitempty"`
-	E2EOfferedPerSec   *float64           `json:"e2e_offered_per_sec,omitempty"`
-	E2ECompletedPerSec *float64           `json:"e2e_open_loop_completed_per_sec,omitempty"`
-	MaxRSSMB           map[string]float64 `json:"max_rss_mb,omitempty"`
+	DispatchOwnUS   *float64 `json:"dispatch_own_cpu_us_per_submission,omitempty"`
+	DispatchOwnGCUS *float64 `json:"dispatch_own_cpu_with_gc_us_per_submission,omitempty"`
+	// The floor of DispatchOwnUS on this machine (dispatchbench.Floor):
+	// the bare provider POST and database round trips a submission needs,
+	// measured the same way with none of our logic; DispatchOwnBeyondUS is
+	// what our logic adds to it.
+	DispatchStatements  *float64           `json:"dispatch_statements_per_submission,omitempty"`
+	FloorHTTPPostUS     *float64           `json:"floor_http_post_cpu_us,omitempty"`
+	FloorSQLRoundUS     *float64           `json:"floor_sql_round_trip_cpu_us,omitempty"`
+	DispatchFloorUS     *float64           `json:"dispatch_floor_cpu_us_per_submission,omitempty"`
+	DispatchOwnBeyondUS *float64           `json:"dispatch_own_cpu_beyond_floor_us_per_submission,omitempty"`
+	SignMs              *float64           `json:"rsa_sign_ms,omitempty"`
+	VerifyMs            *float64           `json:"rsa_verify_ms,omitempty"`
+	SigningBound        *float64           `json:"signing_bound_per_sec,omitempty"`
+	RelayPerSec         *float64           `json:"relay_events_per_sec,omitempty"`
+	E2EPerSec           *float64           `json:"e2e_withdrawals_per_sec,omitempty"`
+	E2EP50ms            *float64           `json:"e2e_p50_ms,omitempty"`
+	E2EP99ms            *float64           `json:"e2e_p99_ms,omitempty"`
+	E2EOfferedPerSec    *float64           `json:"e2e_offered_per_sec,omitempty"`
+	E2ECompletedPerSec  *float64           `json:"e2e_open_loop_completed_per_sec,omitempty"`
+	MaxRSSMB            map[string]float64 `json:"max_rss_mb,omitempty"`
 
 	CPUCores       int     `json:"cpu_cores"`
 	MariaDBVersion string  `json:"mariadb_version"`
@@ -251,7 +260,7 @@ func all(ctx context.Context, o allOptions, run map[string]bool) error {
 		res.Volumes["dispatch_withdrawals"] = o.dispatchN
 		for i := range o.runs {
 			step("dispatch %d/%d: %d withdrawals, zero-latency sandbox, one dispatcher ...", i+1, o.runs, o.dispatchN)
-			r, err := dispatchRun(ctx, dsn, o)
+			r, floor, err := dispatchRun(ctx, dsn, o)
 			if err != nil {
 				return fmt.Errorf("dispatch run %d: %w", i+1, err)
 			}
@@ -259,11 +268,22 @@ func all(ctx context.Context, o allOptions, run map[string]bool) error {
 			sample("dispatch_cpu_ms_per_submission", ms(r.CPUPerSubmission))
 			sample("dispatch_own_cpu_us_per_submission", us(r.Split.Own))
 			sample("dispatch_own_cpu_with_gc_us_per_submission", us(r.Split.OwnWithRuntime()))
+			stmts := r.StatementsPerSubmission()
+			sample("dispatch_statements_per_submission", stmts)
+			sample("floor_http_post_cpu_us", us(floor.HTTPPost))
+			sample("floor_sql_round_trip_cpu_us", us(floor.SQLRoundTrip))
+			sample("dispatch_floor_cpu_us_per_submission", us(floor.PerSubmission(stmts)))
+			sample("dispatch_own_cpu_beyond_floor_us_per_submission", us(r.Split.Own-floor.PerSubmission(stmts)))
 			step("  %.0f submissions/s, CPU %.3f ms per submission: %s", r.PerSec, ms(r.CPUPerSubmission), r.Split)
+			step("  floor: %s; %.2f statements per submission → %s per submission", floor, stmts, floor.PerSubmission(stmts).Round(time.Microsecond))
 		}
 		res.Checks = append(res.Checks, fmt.Sprintf("dispatch: every run's %d withdrawals SUBMITTED, each created once by the sandbox (dispatchbench.Run)", o.dispatchN))
 		res.DispatchPerSec, res.DispatchCPUms = med(res.Samples["dispatch_submissions_per_sec"]), med(res.Samples["dispatch_cpu_ms_per_submission"])
 		res.DispatchOwnUS, res.DispatchOwnGCUS = med(res.Samples["dispatch_own_cpu_us_per_submission"]), med(res.Samples["dispatch_own_cpu_with_gc_us_per_submission"])
+		res.DispatchStatements = med(res.Samples["dispatch_statements_per_submission"])
+		res.FloorHTTPPostUS, res.FloorSQLRoundUS = med(res.Samples["floor_http_post_cpu_us"]), med(res.Samples["floor_sql_round_trip_cpu_us"])
+		res.DispatchFloorUS = med(res.Samples["dispatch_floor_cpu_us_per_submission"])
+		res.DispatchOwnBeyondUS = med(res.Samples["dispatch_own_cpu_beyond_floor_us_per_submission"])
 	}
 
 	if run["relay"] {
@@ -356,44 +376,47 @@ func all(ctx context.Context, o allOptions, run map[string]bool) error {
 }
 
 // dispatchRun is one dispatchbench.Run in a fresh database: zero-latency
-// sandbox, one dispatcher (64 in flight), 500 sub-merchants.
-func dispatchRun(ctx context.Context, dsn string, o allOptions) (dispatchbench.Result, error) {
+// sandbox, one dispatcher (64 in flight), 500 sub-merchants; then the floor
+// of its own CPU in the same database (dispatchbench.MeasureFloor, 10,000
+// POSTs and round trips).
+func dispatchRun(ctx context.Context, dsn string, o allOptions) (dispatchbench.Result, dispatchbench.Floor, error) {
 	fresh, drop, err := bench.FreshDatabase(ctx, dsn, "withdraw_bench_"+bench.RandomHex(4)+"_dispatch")
 	if err != nil {
-		return dispatchbench.Result{}, err
+		return dispatchbench.Result{}, dispatchbench.Floor{}, err
 	}
 	if !o.keep {
 		defer drop()
 	}
 	db, err := store.OpenMySQL(ctx, fresh, store.PoolOptions{MaxOpen: 40})
 	if err != nil {
-		return dispatchbench.Result{}, err
+		return dispatchbench.Result{}, dispatchbench.Floor{}, err
 	}
 	defer db.Close()
 	if _, err := db.Migrate(ctx); err != nil {
-		return dispatchbench.Result{}, err
+		return dispatchbench.Result{}, dispatchbench.Floor{}, err
 	}
 	opts := dispatchbench.Options{DB: db, N: o.dispatchN, Merchants: 500, MaxInFlight: 64}
 	if o.dispatchProf != "" {
 		f, err := os.Create(o.dispatchProf)
 		if err != nil {
-			return dispatchbench.Result{}, err
+			return dispatchbench.Result{}, dispatchbench.Floor{}, err
 		}
 		defer f.Close()
 		opts.ProfileTo = f
 	}
 	r, err := dispatchbench.Run(ctx, opts)
 	if err != nil {
-		return r, err
+		return r, dispatchbench.Floor{}, err
 	}
 	counts, err := store.CountByState(ctx, db.DB)
 	if err != nil {
-		return r, err
+		return r, dispatchbench.Floor{}, err
 	}
 	if counts["SUBMITTED"] != int64(o.dispatchN) {
-		return r, fmt.Errorf("withdrawals by state %v, want %d SUBMITTED", counts, o.dispatchN)
+		return r, dispatchbench.Floor{}, fmt.Errorf("withdrawals by state %v, want %d SUBMITTED", counts, o.dispatchN)
 	}
-	return r, nil
+	floor, err := dispatchbench.MeasureFloor(ctx, db, 10_000, opts.MaxInFlight)
+	return r, floor, err
 }
 
 // relayRun is one outbox.BenchBacklog in a fresh database and topic (12
@@ -488,10 +511,10 @@ func printTable(w *os.File, r *Latest) {
 			}
 			runs = strings.Join(parts, " / ")
 		}
-		fmt.Fprintf(w, "%-44s %12s %-14s %s\n", name, fmt.Sprintf(format, *v), unit, runs)
+		fmt.Fprintf(w, "%-48s %12s %-14s %s\n", name, fmt.Sprintf(format, *v), unit, runs)
 	}
-	fmt.Fprintf(w, "%-44s %12s %-14s %s\n", "figure ("+r.Mode+", median of "+fmt.Sprint(r.Runs)+")", "value", "unit", "runs")
-	fmt.Fprintln(w, strings.Repeat("-", 90))
+	fmt.Fprintf(w, "%-48s %12s %-14s %s\n", "figure ("+r.Mode+", median of "+fmt.Sprint(r.Runs)+")", "value", "unit", "runs")
+	fmt.Fprintln(w, strings.Repeat("-", 94))
 	row("intake_commands_per_sec", r.IntakePerSec, "commands/s", "%.0f")
 	row("naive_intake_commands_per_sec", r.NaivePerSec, "commands/s", "%.0f")
 	row("intake_speedup", r.IntakeSpeedup, "×", "%.1f")
@@ -502,6 +525,11 @@ func printTable(w *os.File, r *Latest) {
 	row("dispatch_cpu_ms_per_submission", r.DispatchCPUms, "ms", "%.3f")
 	row("dispatch_own_cpu_us_per_submission", r.DispatchOwnUS, "µs", "%.0f")
 	row("dispatch_own_cpu_with_gc_us_per_submission", r.DispatchOwnGCUS, "µs", "%.0f")
+	row("dispatch_statements_per_submission", r.DispatchStatements, "statements", "%.2f")
+	row("floor_http_post_cpu_us", r.FloorHTTPPostUS, "µs", "%.0f")
+	row("floor_sql_round_trip_cpu_us", r.FloorSQLRoundUS, "µs", "%.0f")
+	row("dispatch_floor_cpu_us_per_submission", r.DispatchFloorUS, "µs", "%.0f")
+	row("dispatch_own_cpu_beyond_floor_us_per_submission", r.DispatchOwnBeyondUS, "µs", "%.0f")
 	row("relay_events_per_sec", r.RelayPerSec, "events/s", "%.0f")
 	row("e2e_withdrawals_per_sec", r.E2EPerSec, "withdrawals/s", "%.0f")
 	row("e2e_p50_ms", r.E2EP50ms, "ms", "%.1f")

@@ -229,32 +229,30 @@ func (d *Dispatcher) query(ctx context.Context, c claimed) (provider.QueryResult
 // waitRate waits for the provider account's token bucket, at most a third
 // of the lease: a claim must be recorded well before its lease expires.
 func (d *Dispatcher) waitRate(ctx context.Context, c claimed) error {
-	key := accountKey(c.row.Channel, c.row.Account)
-	l := d.limiter(key)
+	l := d.limiter(c.row.Channel, c.row.Account)
 	if l.Allow() {
 		// A token is there (the usual case): no deadline, no timer.
-		d.opts.Metrics.rateLimitWait.WithLabelValues(key).Observe(0)
+		l.waited.Observe(0)
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.opts.LeaseTTL/3)
 	defer cancel()
 	start := time.Now()
 	err := l.Wait(ctx)
-	d.opts.Metrics.rateLimitWait.WithLabelValues(key).Observe(time.Since(start).Seconds())
+	l.waited.Observe(time.Since(start).Seconds())
 	return err
 }
 
 // observe feeds the metrics and the adaptive rate limit.
 func (d *Dispatcher) observe(c claimed, op string, out provider.Outcome, took time.Duration) {
-	m := d.opts.Metrics
-	m.requestDuration.WithLabelValues(c.row.Channel, op, string(out.Kind)).Observe(took.Seconds())
-	m.requests.WithLabelValues(c.row.Channel, op, string(out.Kind), out.Code).Inc()
-	key := accountKey(c.row.Channel, c.row.Account)
-	l := d.limiter(key)
+	series := d.opts.Metrics.call(callLabels{c.row.Channel, op, string(out.Kind), out.Code})
+	series.duration.Observe(took.Seconds())
+	series.count.Inc()
+	l := d.limiter(c.row.Channel, c.row.Account)
 	if out.HTTPStatus == http.StatusTooManyRequests || out.Code == "FREQUENCY_LIMITED" || out.Code == "RATE_LIMITED" {
-		m.throttled.WithLabelValues(key).Set(l.throttled())
+		l.rate.Set(l.throttled())
 	} else if out.Kind == provider.KindAccepted {
-		m.throttled.WithLabelValues(key).Set(l.succeeded())
+		l.rate.Set(l.succeeded())
 	}
 	if out.Alert {
 		d.log.Error("provider answer needs an operator", "withdrawal_id", c.row.ID, "out_request_no", c.row.OutRequestNo,

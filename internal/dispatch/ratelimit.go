@@ -3,9 +3,24 @@ package dispatch
 import (
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
+// account is a provider account as the rate limits see it.
+type account struct{ channel, name string }
+
+// String is the account's name in configuration (Options.Rates) and in
+// metric labels: channel/account.
+func (a account) String() string { return a.channel + "/" + a.name }
+
+// accountLimit is an account's rate limiter and its metric series, looked
+// up once per account rather than per call.
+type accountLimit struct {
+	*adaptiveLimiter
+	waited prometheus.Observer // rate-limit waits
+	rate   prometheus.Gauge    // the current rate
+}
 // adaptiveLimiter is a token bucket per provider account that halves its
 // rate on a 429 (down to a sixteenth of the configured rate) and recovers
 // by a twentieth of it per success: the provider's "slow down" is obeyed at

@@ -90,6 +90,18 @@ type Result struct {
 	PerSec           float64
 	CPUPerSubmission time.Duration // this process (dispatcher + sandbox), MariaDB excluded
 	Split            CPUSplit      // CPUPerSubmission by side, from a CPU profile of the run
+	// Statements is how many statements MariaDB received while the
+	// dispatcher ran (its Questions counter; the harness's few included).
+	Statements int64
+}
+
+// StatementsPerSubmission is Statements over N: the database round trips
+// a submission costs, claim and record batches shared out.
+func (r Result) StatementsPerSubmission() float64 {
+	if r.N == 0 {
+		return 0
+	}
+	return float64(r.Statements) / float64(r.N)
 }
 
 // Run seeds N ACCEPTED e-commerce withdrawals over Merchants sub-merchants,
@@ -137,6 +149,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			_, _ = stopProfile()
 		}
 	}()
+	questions0, err := questions(ctx, o.DB)
+	if err != nil {
+		return Result{}, err
+	}
 	cpu0 := cpuTime()
 	start := time.Now()
 	done := make(chan error, 1)
@@ -173,6 +189,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	questions1, err := questions(ctx, o.DB)
+	if err != nil {
+		return Result{}, err
+	}
 	cancel()
 	<-done
 	for _, ord := range srv.Ledger().Orders {
@@ -180,7 +200,20 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return Result{}, fmt.Errorf("order %s created %d times", ord.OutRequestNo, ord.Created)
 		}
 	}
-	return Result{N: o.N, Elapsed: elapsed, PerSec: float64(o.N) / elapsed.Seconds(), CPUPerSubmission: cpu / time.Duration(o.N), Split: split}, nil
+	return Result{N: o.N, Elapsed: elapsed, PerSec: float64(o.N) / elapsed.Seconds(), CPUPerSubmission: cpu / time.Duration(o.N), Split: split,
+		Statements: questions1 - questions0}, nil
+}
+
+// questions reads MariaDB's count of statements received from all clients.
+func questions(ctx context.Context, db *store.DB) (int64, error) {
+	var row struct {
+		VariableName string `gorm:"column:Variable_name"`
+		Value        int64  `gorm:"column:Value"`
+	}
+	if err := db.DB.WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
+		return 0, fmt.Errorf("read MariaDB's statement count: %w", err)
+	}
+	return row.Value, nil
 }
 
 // startSandbox starts the sandbox's server with ctx's goroutine labels, so

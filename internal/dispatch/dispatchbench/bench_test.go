@@ -33,6 +33,28 @@ func TestRunSmall(t *testing.T) {
 	if res.Split.Signing <= 0 || res.Split.Sandbox <= 0 {
 		t.Fatalf("CPU split without a side: %s", res.Split)
 	}
+	// Claims and records of 200 answers take at least a few statements;
+	// none means the server's counter was not read.
+	t.Logf("%d statements for %d submissions", res.Statements, res.N)
+	if res.Statements < 4 {
+		t.Fatalf("MariaDB counted %d statements in the run", res.Statements)
+	}
+}
+
+// TestMeasureFloor keeps the floor measurement working: MeasureFloor fails
+// on a wrong answer or a lost update, and both figures need samples of the
+// client's goroutines (about 10 each at this size).
+func TestMeasureFloor(t *testing.T) {
+	ctx := context.Background()
+	db, _ := storetest.MySQL(t, store.PoolOptions{MaxOpen: 40})
+	f, err := MeasureFloor(ctx, db, 3000, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("floor: %s", f)
+	if f.HTTPPost <= 0 || f.SQLRoundTrip <= 0 {
+		t.Fatalf("floor without samples: %s", f)
+	}
 }
 
 // BenchmarkDispatch is the figure of the README: run with
