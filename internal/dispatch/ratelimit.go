@@ -21,6 +21,7 @@ type accountLimit struct {
 	waited prometheus.Observer // rate-limit waits
 	rate   prometheus.Gauge    // the current rate
 }
+
 // adaptiveLimiter is a token bucket per provider account that halves its
 // rate on a 429 (down to a sixteenth of the configured rate) and recovers
 // by a twentieth of it per success: the provider's "slow down" is obeyed at
