@@ -59,6 +59,7 @@ type Dispatcher struct {
 	due        dueCache             // merchants with due work (due.go)
 	// The last scan for re-submissions (dueResubmits).
 	resubmitScannedAt time.Time
+	resubmitScanWait  time.Duration // how long that scan's answer is reused
 	resubmitMerchants map[string]bool
 	// records feeds the batch writers while Run runs (record.go).
 	records chan recordJob

@@ -41,6 +41,23 @@ const dueScanMaxAge = 500 * time.Millisecond
 // time a whole day of SUBMITTED rows falls due for the poller at once.
 const resubmitScanEvery = time.Second
 
+// The scan's share of the time is bounded too: after a scan that took T
+// the next waits at least T/resubmitScanShare, but never more than
+// resubmitScanMaxWait. At 08:00 a scan of a day's SUBMITTED rows can take
+// a good part of a second, and repeating it every second would spend a
+// database core on it for as long as the poller needs to work through
+// them; a re-submission waits a few seconds longer instead.
+const (
+	resubmitScanShare   = 0.05
+	resubmitScanMaxWait = time.Minute
+)
+
+// resubmitScanWait is how long the answer of a scan that took took is
+// reused.
+func resubmitScanWait(took time.Duration) time.Duration {
+	return min(max(resubmitScanEvery, time.Duration(float64(took)/resubmitScanShare)), resubmitScanMaxWait)
+}
+
 // dueStates is the set of claimable states a merchant has due work in:
 // bit i stands for claimable[i]. dueRows reads one ordered range per state
 // in the set, so a merchant with only new withdrawals (the usual case)
@@ -260,17 +277,19 @@ func (d *Dispatcher) scanDueMerchants(ctx context.Context, now time.Time) (map[s
 
 // dueResubmits returns the merchants with SUBMITTED withdrawals the provider
 // wants re-sent (INIT; the poller set next_attempt_at to when). It scans at
-// most every resubmitScanEvery and otherwise answers from its last scan;
-// dueRows checks every row again, so a stale answer costs one empty branch.
+// most every resubmitScanEvery, or less often after a slow scan
+// (resubmitScanWait), and otherwise answers from its last scan; dueRows
+// checks every row again, so a stale answer costs one empty branch.
 func (d *Dispatcher) dueResubmits(ctx context.Context, now time.Time) (map[string]bool, error) {
 	d.mu.Lock()
-	fresh := !d.resubmitScannedAt.IsZero() && now.Sub(d.resubmitScannedAt) < resubmitScanEvery && now.After(d.resubmitScannedAt)
+	fresh := !d.resubmitScannedAt.IsZero() && now.Sub(d.resubmitScannedAt) < d.resubmitScanWait && now.After(d.resubmitScannedAt)
 	cached := d.resubmitMerchants
 	d.mu.Unlock()
 	if fresh {
 		return cached, nil
 	}
 	var keys []string
+	start := time.Now() // the database's time, not the clock of the schedule
 	err := d.db.WithContext(ctx).Model(&store.Withdrawal{}).
 		Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?", string(withdrawal.StateSubmitted), now, true).
 		Distinct("merchant_key").
@@ -278,12 +297,16 @@ func (d *Dispatcher) dueResubmits(ctx context.Context, now time.Time) (map[strin
 	if err != nil {
 		return nil, fmt.Errorf("due re-submissions: %w", err)
 	}
+	wait := resubmitScanWait(time.Since(start))
+	if wait > resubmitScanEvery {
+		d.log.Info("re-submission scan was slow; scanning less often", "took", time.Since(start), "next_in", wait)
+	}
 	found := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		found[k] = true
 	}
 	d.mu.Lock()
-	d.resubmitScannedAt, d.resubmitMerchants = now, found
+	d.resubmitScannedAt, d.resubmitScanWait, d.resubmitMerchants = now, wait, found
 	d.mu.Unlock()
 	return found, nil
 }

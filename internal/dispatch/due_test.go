@@ -108,3 +108,21 @@ func TestResolveReadsTheServedMerchantsStates(t *testing.T) {
 		t.Fatalf("states %v, want %v (b is not served, x is not listed)", l.states, want)
 	}
 }
+
+// TestResubmitScanWaitBoundsTheScansShare: a fast scan is repeated every
+// second; a slow one (a day of SUBMITTED rows at 08:00) waits twenty times
+// its own time, and no answer is reused for more than a minute.
+func TestResubmitScanWaitBoundsTheScansShare(t *testing.T) {
+	for _, c := range []struct{ took, want time.Duration }{
+		{0, time.Second},
+		{10 * time.Millisecond, time.Second},
+		{50 * time.Millisecond, time.Second},
+		{200 * time.Millisecond, 4 * time.Second},
+		{2 * time.Second, 40 * time.Second},
+		{10 * time.Second, time.Minute},
+	} {
+		if got := resubmitScanWait(c.took); got != c.want {
+			t.Errorf("scan took %s: next after %s, want %s", c.took, got, c.want)
+		}
+	}
+}
