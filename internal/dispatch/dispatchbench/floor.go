@@ -84,9 +84,9 @@ func measureHTTPPost(ctx context.Context, n, inFlight int) (time.Duration, error
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
 		h.Set(wechatpay.HeaderRequestID, "08F78BB5AF0610D302100B1A4C1DE80B")
-		h.Set("Wechatpay-Nonce", strings.Repeat("n", 32))
-		h.Set("Wechatpay-Signature", strings.Repeat("s", 344))
-		h.Set("Wechatpay-Timestamp", "1700000000")
+		h.Set(wechatpay.HeaderNonce, strings.Repeat("n", 32))
+		h.Set(wechatpay.HeaderSignature, strings.Repeat("s", 344))
+		h.Set(wechatpay.HeaderTimestamp, "1700000000")
 		h.Set(wechatpay.HeaderSerial, strings.Repeat("P", 40))
 		_, _ = w.Write(floorAnswer)
 	})}
