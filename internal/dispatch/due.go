@@ -297,9 +297,10 @@ func (d *Dispatcher) dueResubmits(ctx context.Context, now time.Time) (map[strin
 	if err != nil {
 		return nil, fmt.Errorf("due re-submissions: %w", err)
 	}
-	wait := resubmitScanWait(time.Since(start))
+	took := time.Since(start)
+	wait := resubmitScanWait(took)
 	if wait > resubmitScanEvery {
-		d.log.Info("re-submission scan was slow; scanning less often", "took", time.Since(start), "next_in", wait)
+		d.log.Info("re-submission scan was slow; scanning less often", "took", took, "next_in", wait)
 	}
 	found := make(map[string]bool, len(keys))
 	for _, k := range keys {

@@ -1,11 +1,14 @@
 package dispatch
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paycore/withdraw/internal/storetest"
 )
 
 func TestDueCacheReuseAndExpiry(t *testing.T) {
@@ -123,6 +126,28 @@ func TestResubmitScanWaitBoundsTheScansShare(t *testing.T) {
 	} {
 		if got := resubmitScanWait(c.took); got != c.want {
 			t.Errorf("scan took %s: next after %s, want %s", c.took, got, c.want)
+		}
+	}
+}
+
+// TestDueResubmitsReusesASlowScanLonger: after a scan whose back-off is 5 s
+// the answer is reused 2 s later (the table, empty, would say otherwise);
+// after one with the usual second it is not.
+func TestDueResubmitsReusesASlowScanLonger(t *testing.T) {
+	ctx := context.Background()
+	d := New(storetest.SQLite(t), nil, nil, Options{})
+	now := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		wait time.Duration
+		want []string
+	}{{5 * time.Second, []string{"m"}}, {time.Second, nil}} {
+		d.resubmitScannedAt, d.resubmitScanWait, d.resubmitMerchants = now.Add(-2*time.Second), c.wait, map[string]bool{"m": true}
+		got, err := d.dueResubmits(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keys := slices.Sorted(maps.Keys(got)); !slices.Equal(keys, c.want) {
+			t.Errorf("back-off %s, 2 s later: merchants %v, want %v", c.wait, keys, c.want)
 		}
 	}
 }
