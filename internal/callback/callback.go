@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/paycore/withdraw/internal/decide"
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/wechatpay"
@@ -51,7 +52,7 @@ const (
 
 // Observer applies a status to a withdrawal; *poll.Poller is one.
 type Observer interface {
-	Observe(ctx context.Context, id string, src poll.Source, q provider.QueryResult, audit *store.Attempt) (bool, error)
+	Observe(ctx context.Context, id string, src decide.Source, q provider.QueryResult, audit *store.Attempt) (bool, error)
 	Metrics() *poll.Metrics
 }
 
@@ -145,23 +146,24 @@ func (h *WeChat) handle(ctx context.Context, w http.ResponseWriter, account stri
 		return
 	}
 	logAttrs = append(logAttrs, "withdrawal_id", row.ID, "channel", row.Channel)
-	if (notice.Amount != 0 && notice.Amount != row.Amount) ||
-		(notice.WithdrawID != "" && row.ProviderRef != "" && notice.WithdrawID != row.ProviderRef) {
-		// Same number, another order: never apply it to ours.
+	ch := withdrawal.Channel(row.Channel)
+	q := provider.QueryResult{Outcome: provider.Outcome{Kind: provider.KindAccepted, ProviderStatus: notice.Status, ProviderRef: notice.WithdrawID},
+		Amount: notice.Amount, OutRequestNo: notice.OutRequestNo, SubMchID: notice.SubMchID, Reason: notice.Reason, Solution: notice.Solution}
+	if err := decide.Check(row, q); err != nil {
+		// Same number, another order, or a notice missing what identifies
+		// it: never apply it to ours. Acknowledged, so that WeChat stops
+		// sending it; the poller's queries stay the source of truth.
 		m.Callback(ResultMismatch)
-		h.log.Error("callback does not match the stored withdrawal (amount or withdraw_id): not applied", append(logAttrs, "alert", true)...)
+		h.log.Error("callback does not match the stored withdrawal: not applied", append(logAttrs, "err", err, "alert", true)...)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	ch := withdrawal.Channel(row.Channel)
-	q := provider.QueryResult{Outcome: provider.Outcome{Kind: provider.KindAccepted, ProviderStatus: notice.Status, ProviderRef: notice.WithdrawID},
-		Amount: notice.Amount, Reason: notice.Reason, Solution: notice.Solution}
 	if mp, ok := provider.MapStatus(ch, notice.Status); ok {
 		q.State, q.Resubmit = mp.State, mp.Resubmit
 	}
 	audit := &store.Attempt{Operation: poll.OpCallback, StartedAt: time.Now().UTC(), ProviderCode: notice.Status,
 		Outcome: string(provider.KindAccepted)}
-	changed, err := h.observer.Observe(ctx, row.ID, poll.SourceCallback, q, audit)
+	changed, err := h.observer.Observe(ctx, row.ID, decide.SourceCallback, q, audit)
 	if err != nil {
 		m.Callback(ResultError)
 		h.log.Error("callback: applying the status failed; WeChat will retry", append(logAttrs, "err", err)...)
@@ -191,7 +193,7 @@ func (h *WeChat) find(ctx context.Context, account string, notice *wechatpay.Wit
 	for _, ch := range order {
 		row, err := store.GetWithdrawalByKey(ctx, h.db.DB, string(ch), account, notice.OutRequestNo)
 		if err == nil {
-			if ch == withdrawal.ChannelWeChatEcommerce && notice.SubMchID != "" && !sameSubMch(row, notice.SubMchID) {
+			if sub := decide.SubMchID(row); ch == withdrawal.ChannelWeChatEcommerce && notice.SubMchID != "" && sub != "" && sub != notice.SubMchID {
 				continue
 			}
 			return row, nil
@@ -201,16 +203,6 @@ func (h *WeChat) find(ctx context.Context, account string, notice *wechatpay.Wit
 		}
 	}
 	return nil, store.ErrNotFound
-}
-
-func sameSubMch(row *store.Withdrawal, sub string) bool {
-	var c struct {
-		SubMchID string `json:"sub_mchid"`
-	}
-	if err := json.Unmarshal(row.Params, &c); err != nil || c.SubMchID == "" {
-		return true // nothing to compare with
-	}
-	return c.SubMchID == sub
 }
 
 // fail answers as WeChat expects of a failure: {"code":"FAIL","message":…}.

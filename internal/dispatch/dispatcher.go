@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/paycore/withdraw/internal/decide"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/store"
@@ -36,6 +37,7 @@ type Dispatcher struct {
 	providers *provider.Registry
 	keys      *pii.Keyring
 	opts      Options
+	decider   decide.Decider
 	log       *slog.Logger
 	// owner is written into leases: the instance name plus a per-process
 	// token, so a restarted instance never mistakes its predecessor's
@@ -77,7 +79,7 @@ func New(db *store.DB, providers *provider.Registry, keys *pii.Keyring, opts Opt
 		owner = owner[:55]
 	}
 	return &Dispatcher{
-		db: db, providers: providers, keys: keys, opts: opts,
+		db: db, providers: providers, keys: keys, opts: opts, decider: decide.Decider{Rules: opts.Rules},
 		log:        opts.Logger.With("component", "dispatcher"),
 		owner:      owner + ":" + hex.EncodeToString(token),
 		sem:        make(chan struct{}, opts.MaxInFlight),

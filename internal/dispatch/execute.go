@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/paycore/withdraw/internal/decide"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/transition"
@@ -34,12 +35,12 @@ func (d *Dispatcher) execute(ctx context.Context, c claimed) {
 	case ctx.Err() != nil:
 		// Shutting down before its call began: nothing was sent, put it
 		// back for whichever instance runs next.
-		change = putBack(c, d.opts.Now())
+		change = decide.PutBack(&c.row, d.opts.Now())
 	case lease != nil && d.opts.Now().After(lease.Add(-d.opts.LeaseTTL/2)):
 		// Half the lease went waiting for a slot (every slot stuck in slow
 		// calls): put it back rather than risk the lease running out during
 		// the call.
-		change = putBack(c, d.opts.Now())
+		change = decide.PutBack(&c.row, d.opts.Now())
 	default:
 		change = d.call(bg, c)
 	}
@@ -64,19 +65,23 @@ func putBack(c claimed, at time.Time) transition.Change {
 }
 
 // call makes the provider call(s) for one claimed withdrawal and returns
-// the change they showed, to be recorded by finish.
+// the change they showed, to be recorded by finish. What each answer means
+// is decided by package decide.
 func (d *Dispatcher) call(ctx context.Context, c claimed) transition.Change {
-	switch withdrawal.State(c.row.ClaimedFrom) {
-	case withdrawal.StateUnknown:
+	from := withdrawal.State(c.row.ClaimedFrom)
+	if from == withdrawal.StateUnknown {
 		return d.settleUnknown(ctx, c)
-	case withdrawal.StateSubmitted:
-		return d.redrive(ctx, c)
-	default:
-		out, att := d.send(ctx, c, OpSubmit)
-		change := d.afterSend(c, out)
-		change.Attempts = append(change.Attempts, att)
-		return change
 	}
+	// A first send, or (from SUBMITTED) the identical request of an order
+	// the provider wants driven again (WeChat INIT).
+	op := provider.OpSubmit
+	if from == withdrawal.StateSubmitted || c.row.Submissions > 0 {
+		op = provider.OpResend
+	}
+	out, att := d.send(ctx, c, op)
+	change := d.decider.Sent(&c.row, op, out, d.opts.Now()).Change
+	change.Attempts = append(change.Attempts, att)
+	return change
 }
 
 // finish records what the provider call(s) of a claimed withdrawal showed.
@@ -94,119 +99,42 @@ func (d *Dispatcher) finish(ctx context.Context, c claimed, change transition.Ch
 }
 
 // settleUnknown handles a withdrawal that may or may not exist at the
-// provider: ask first; re-send the identical request only when the
-// provider's "not found" is conclusive.
+// provider: ask first, then do what the answer decides — record it, or
+// re-send the identical request when "not found" is conclusive.
 func (d *Dispatcher) settleUnknown(ctx context.Context, c claimed) transition.Change {
-	now := d.opts.Now()
-	age := time.Duration(0)
-	if c.row.FirstSentAt != nil {
-		age = now.Sub(*c.row.FirstSentAt)
-	}
 	q, att := d.query(ctx, c)
-	attempts := []store.Attempt{att}
-	switch q.Kind {
-	case provider.KindAccepted:
-		to := q.State
-		if to == "" {
-			// A status we cannot map: keep asking, keep the raw status.
-			to = withdrawal.StateUnknown
-		}
-		return transition.Change{To: to, ProviderStatus: q.ProviderStatus, ProviderRef: q.ProviderRef,
-			ReasonCode: reasonCodeOf(to, q.ProviderStatus), Reason: q.Reason,
-			NextAttemptAt: d.nextAfterFound(c, to, now), Attempts: attempts}
-	case provider.KindNotFound:
-		conclusiveAt := d.opts.Rules.QueryableAt(withdrawal.Channel(c.row.Channel), firstSent(c.row, now))
-		if now.Before(conclusiveAt) {
-			// "查询无单据并不代表没有发起提现": wait for the day's answer.
-			return transition.Change{To: withdrawal.StateUnknown, NextAttemptAt: conclusiveAt, Attempts: attempts}
-		}
-		out, sendAtt := d.send(ctx, c, OpResubmit)
-		ch := d.afterSend(c, out)
-		ch.Attempts = append(attempts, sendAtt)
-		return ch
-	default:
-		next := d.opts.Rules.NextUnknownRetry(now, age)
-		if q.Kind == provider.KindRetryLater && q.RetryAfter > 0 {
-			next = now.Add(q.RetryAfter)
-		}
-		return transition.Change{To: withdrawal.StateUnknown, NextAttemptAt: next, Attempts: attempts}
-	}
-}
-
-// redrive re-sends the identical request of an order the provider has but
-// wants driven again (WeChat INIT). The order exists, so no answer to the
-// re-send can fail it: anything but acceptance leaves it SUBMITTED with the
-// request still pending, and the poller keeps following it.
-func (d *Dispatcher) redrive(ctx context.Context, c claimed) transition.Change {
 	now := d.opts.Now()
-	out, att := d.send(ctx, c, OpResubmit)
-	done := out.Kind == provider.KindAccepted
-	next := now.Add(d.opts.Rules.PollMin)
-	if !done {
-		next = d.opts.Rules.NextUnknownRetry(now, now.Sub(firstSent(c.row, now)))
+	dec := d.decider.Observed(&c.row, decide.SourceQuery, q, now, func() time.Time { return decide.FirstSent(&c.row, now) })
+	if dec.Alert != "" {
+		d.log.Error(dec.Alert, "withdrawal_id", c.row.ID, "out_request_no", c.row.OutRequestNo, "outcome", q.Outcome, "alert", true)
 	}
-	pending := !done
-	return transition.Change{To: withdrawal.StateSubmitted, ProviderRef: out.ProviderRef, ProviderStatus: out.ProviderStatus,
-		Resubmit: &pending, NextAttemptAt: next, Attempts: []store.Attempt{att}}
-}
-
-// afterSend maps a submission outcome to the change to record.
-func (d *Dispatcher) afterSend(c claimed, out provider.Outcome) transition.Change {
-	now := d.opts.Now()
-	switch out.Kind {
-	case provider.KindAccepted:
-		to := withdrawal.StateSubmitted
-		if out.State != "" {
-			to = out.State
-		}
-		return transition.Change{To: to, ProviderStatus: out.ProviderStatus, ProviderRef: out.ProviderRef,
-			ReasonCode: reasonCodeOf(to, out.Code), Reason: out.Message,
-			NextAttemptAt: d.nextAfterFound(c, to, now)}
-	case provider.KindRejected:
-		return transition.Change{To: withdrawal.StateFailed, ReasonCode: out.Code, Reason: out.Message, NextAttemptAt: now}
-	case provider.KindRetryLater:
-		// Not processed (429, our own configuration): the same request
-		// later, from where the withdrawal was.
-		delay := out.RetryAfter
-		if delay <= 0 {
-			delay = time.Second
-		}
-		return putBack(c, now.Add(delay))
-	default: // Ambiguous: maybe created.
-		next := d.opts.Rules.NextUnknownRetry(now, 0)
-		if out.Exists {
-			next = now // the provider said it exists: ask for it right away
-		}
-		return transition.Change{To: withdrawal.StateUnknown, ReasonCode: out.Code, Reason: out.Message, NextAttemptAt: next}
+	if dec.Step != decide.StepResend {
+		dec.Change.Attempts = append(dec.Change.Attempts, att)
+		return dec.Change
 	}
-}
-
-// nextAfterFound is when the poller should next look at a withdrawal the
-// provider has acknowledged: at the provider's first meaningful query time.
-func (d *Dispatcher) nextAfterFound(c claimed, to withdrawal.State, now time.Time) time.Time {
-	if to == withdrawal.StateUnknown {
-		return d.opts.Rules.NextUnknownRetry(now, now.Sub(firstSent(c.row, now)))
-	}
-	at := d.opts.Rules.QueryableAt(withdrawal.Channel(c.row.Channel), firstSent(c.row, now))
-	if at.Before(now) {
-		return now.Add(d.opts.Rules.PollMin)
-	}
-	return at
+	out, sendAtt := d.send(ctx, c, provider.OpResend)
+	change := d.decider.Sent(&c.row, provider.OpResend, out, d.opts.Now()).Change
+	change.Attempts = append(change.Attempts, att, sendAtt)
+	return change
 }
 
 // send sends the stored request after waiting for the account's rate limit.
-func (d *Dispatcher) send(ctx context.Context, c claimed, op string) (provider.Outcome, store.Attempt) {
+func (d *Dispatcher) send(ctx context.Context, c claimed, op provider.Op) (provider.Outcome, store.Attempt) {
+	audit := OpSubmit
+	if op == provider.OpResend {
+		audit = OpResubmit
+	}
 	if err := d.waitRate(ctx, c); err != nil {
-		return provider.Outcome{Kind: provider.KindRetryLater, Code: "RATE_LIMIT_WAIT", RetryAfter: time.Second, Err: err}, d.attempt(op, time.Now(), 0, provider.Outcome{Kind: provider.KindRetryLater, Err: err})
+		return provider.Outcome{Kind: provider.KindRetryLater, Code: "RATE_LIMIT_WAIT", RetryAfter: time.Second, Err: err}, d.attempt(audit, time.Now(), 0, provider.Outcome{Kind: provider.KindRetryLater, Err: err})
 	}
 	req := c.req
-	// PARAM_ERROR to a request that may already have arrived can mean "this
-	// number exists with these very parameters": never a rejection then.
-	req.Resend = op == OpResubmit || c.row.Submissions > 0
+	// A request that may already have arrived is read as a re-send: no
+	// answer to it concludes anything (see provider.OpResend).
+	req.Resend = op == provider.OpResend
 	start := time.Now()
 	out := c.prov.Send(ctx, req)
-	d.observe(c, op, out, time.Since(start))
-	return out, d.attempt(op, start, time.Since(start), out)
+	d.observe(c, audit, out, time.Since(start))
+	return out, d.attempt(audit, start, time.Since(start), out)
 }
 
 // query asks the provider for the withdrawal by our request number.
@@ -245,7 +173,7 @@ func (d *Dispatcher) waitRate(ctx context.Context, c claimed) error {
 
 // observe feeds the metrics and the adaptive rate limit.
 func (d *Dispatcher) observe(c claimed, op string, out provider.Outcome, took time.Duration) {
-	series := d.opts.Metrics.call(callLabels{c.row.Channel, op, string(out.Kind), out.Code})
+	series := d.opts.Metrics.call(callLabels{c.row.Channel, op, string(out.Kind), provider.CodeLabel(out.Code)})
 	series.duration.Observe(took.Seconds())
 	series.count.Inc()
 	l := d.limiter(c.row.Channel, c.row.Account)
@@ -269,18 +197,3 @@ func (d *Dispatcher) attempt(op string, start time.Time, took time.Duration, out
 	return a
 }
 
-// reasonCodeOf gives FAILED and REVERSED states found by a query the
-// provider status as their reason code.
-func reasonCodeOf(to withdrawal.State, code string) string {
-	if to == withdrawal.StateFailed || to == withdrawal.StateReversed {
-		return code
-	}
-	return ""
-}
-
-func firstSent(w store.Withdrawal, now time.Time) time.Time {
-	if w.FirstSentAt != nil {
-		return *w.FirstSentAt
-	}
-	return now
-}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paycore/withdraw/internal/decide"
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
@@ -116,11 +117,11 @@ func TestEveryStatusMapsToStateAndEvent(t *testing.T) {
 			}
 			switch {
 			case c.state == withdrawal.StateSucceeded && c.ch.IsWeChat():
-				if !w.NextAttemptAt.Before(poll.FarFuture) {
+				if !w.NextAttemptAt.Before(decide.FarFuture) {
 					t.Error("succeeded WeChat withdrawal no longer followed for refunds")
 				}
 			case c.state != withdrawal.StateSubmitted && !c.ch.IsWeChat() || c.state.Final():
-				if w.NextAttemptAt.Before(poll.FarFuture) {
+				if w.NextAttemptAt.Before(decide.FarFuture) {
 					t.Errorf("finished withdrawal still due at %v", w.NextAttemptAt)
 				}
 			}

@@ -36,6 +36,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/paycore/withdraw/internal/decide"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/transition"
@@ -51,6 +52,7 @@ type Poller struct {
 	db        *store.DB
 	providers *provider.Registry
 	opts      Options
+	decider   decide.Decider
 	log       *slog.Logger
 
 	mu       sync.Mutex
@@ -66,7 +68,7 @@ func New(db *store.DB, providers *provider.Registry, opts Options) (*Poller, err
 			return nil, fmt.Errorf("poll: cron spec %q: %w", spec, err)
 		}
 	}
-	return &Poller{db: db, providers: providers, opts: opts,
+	return &Poller{db: db, providers: providers, opts: opts, decider: decide.Decider{Rules: opts.Rules},
 		log: opts.Logger.With("component", "poller"), limiters: map[string]*rate.Limiter{}}, nil
 }
 
@@ -232,8 +234,8 @@ type result struct {
 func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 	w := c.row
 	now := p.opts.Now()
-	if d, ok := p.preQuery(&w, now); ok {
-		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(*gorm.DB, *store.Withdrawal, time.Time) decision { return d })
+	if d, ok := p.decider.PreQuery(&w, now); ok {
+		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(*gorm.DB, *store.Withdrawal, time.Time) decide.Decision { return d })
 		if err != nil {
 			p.log.Error("recording failed", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "err", err)
 		}
@@ -244,8 +246,8 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 	if err != nil {
 		p.log.Error("withdrawal cannot be queried: provider account not configured here", "withdrawal_id", w.ID,
 			"out_request_no", w.OutRequestNo, "channel", w.Channel, "account", w.Account, "alert", true, "err", err)
-		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(_ *gorm.DB, w *store.Withdrawal, now time.Time) decision {
-			return decision{write: true, change: transition.Change{To: transition.Resting(w), NextAttemptAt: now.Add(ConfigErrorDelay)}}
+		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(_ *gorm.DB, w *store.Withdrawal, now time.Time) decide.Decision {
+			return decide.Decision{Write: true, Change: transition.Change{To: transition.Resting(w), NextAttemptAt: now.Add(ConfigErrorDelay)}}
 		})
 		if err != nil {
 			p.log.Error("recording failed", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "err", err)
@@ -295,8 +297,8 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 		p.log.Error("status query needs an operator", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo,
 			"channel", w.Channel, "outcome", q.Outcome, "alert", true)
 	}
-	res, err := p.recordClaimed(context.WithoutCancel(ctx), c, attempts, func(tx *gorm.DB, w *store.Withdrawal, now time.Time) decision {
-		return p.decide(w, SourceQuery, q, now, p.lastSentFunc(context.WithoutCancel(ctx), tx, w))
+	res, err := p.recordClaimed(context.WithoutCancel(ctx), c, attempts, func(tx *gorm.DB, w *store.Withdrawal, now time.Time) decide.Decision {
+		return p.decider.Observed(w, decide.SourceQuery, q, now, p.lastSentFunc(context.WithoutCancel(ctx), tx, w))
 	})
 	if err != nil {
 		p.log.Error("recording a query result failed; the row is queried again after its lease", "withdrawal_id", w.ID,
@@ -307,7 +309,7 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 
 // recordClaimed applies a decision to a claimed row if the row is still as
 // claimed; otherwise only the audit rows are kept.
-func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.Attempt, decideFn func(*gorm.DB, *store.Withdrawal, time.Time) decision) (result, error) {
+func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.Attempt, decideFn func(*gorm.DB, *store.Withdrawal, time.Time) decide.Decision) (result, error) {
 	var res result
 	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res = result{}
@@ -326,8 +328,8 @@ func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.At
 		}
 		now := p.opts.Now()
 		d := decideFn(tx, w, now)
-		d.change.Attempts = attempts
-		res, err = p.apply(ctx, tx, w, SourceQuery, d, now)
+		d.Change.Attempts = attempts
+		res, err = p.apply(ctx, tx, w, decide.SourceQuery, d, now)
 		return err
 	})
 	return res, err
@@ -337,7 +339,7 @@ func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.At
 // the withdrawal with this id, through the same mapping as query results.
 // It is idempotent: a status that tells nothing new writes nothing. audit,
 // when set, is recorded with a change.
-func (p *Poller) Observe(ctx context.Context, id string, src Source, q provider.QueryResult, audit *store.Attempt) (changed bool, err error) {
+func (p *Poller) Observe(ctx context.Context, id string, src decide.Source, q provider.QueryResult, audit *store.Attempt) (changed bool, err error) {
 	err = p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		changed = false
 		w, err := transition.Lock(ctx, tx, id)
@@ -345,18 +347,18 @@ func (p *Poller) Observe(ctx context.Context, id string, src Source, q provider.
 			return err
 		}
 		now := p.opts.Now()
-		d := p.decide(w, src, q, now, p.lastSentFunc(ctx, tx, w))
-		if !d.write {
-			if d.alert != "" {
-				p.log.Error(d.alert, "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "source", src,
+		d := p.decider.Observed(w, src, q, now, p.lastSentFunc(ctx, tx, w))
+		if !d.Write {
+			if d.Alert != "" {
+				p.log.Error(d.Alert, "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "source", src,
 					"state", w.State, "provider_status", q.ProviderStatus, "alert", true)
 			}
 			return nil
 		}
-		if audit != nil && d.change.To != transition.Resting(w) {
+		if audit != nil && d.Change.To != transition.Resting(w) {
 			a := *audit
 			a.Instance = p.opts.Instance
-			d.change.Attempts = []store.Attempt{a}
+			d.Change.Attempts = []store.Attempt{a}
 		}
 		res, err := p.apply(ctx, tx, w, src, d, now)
 		changed = res.Changed
@@ -366,14 +368,14 @@ func (p *Poller) Observe(ctx context.Context, id string, src Source, q provider.
 }
 
 // apply writes a decision to a row locked in tx and accounts for it.
-func (p *Poller) apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, src Source, d decision, now time.Time) (result, error) {
+func (p *Poller) apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, src decide.Source, d decide.Decision, now time.Time) (result, error) {
 	from := transition.Resting(w)
-	res := result{From: from, To: d.change.To}
-	if !d.write {
-		return res, insertAttempts(ctx, tx, w.ID, d.change.Attempts)
+	res := result{From: from, To: d.Change.To}
+	if !d.Write {
+		return res, insertAttempts(ctx, tx, w.ID, d.Change.Attempts)
 	}
-	id, no, status := w.ID, w.OutRequestNo, d.change.ProviderStatus
-	changed, err := transition.Apply(ctx, tx, w, d.change, now)
+	id, no, status := w.ID, w.OutRequestNo, d.Change.ProviderStatus
+	changed, err := transition.Apply(ctx, tx, w, d.Change, now)
 	if err != nil {
 		if errors.Is(err, transition.ErrStale) {
 			res.Dropped = true
@@ -382,18 +384,18 @@ func (p *Poller) apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, sr
 		return res, err
 	}
 	res.Changed = changed
-	if d.alert != "" {
-		p.log.Error(d.alert, "withdrawal_id", id, "out_request_no", no, "source", src, "state", w.State,
+	if d.Alert != "" {
+		p.log.Error(d.Alert, "withdrawal_id", id, "out_request_no", no, "source", src, "state", w.State,
 			"provider_status", w.ProviderStatus, "alert", true)
 	}
-	if d.resubmit {
+	if d.Change.Resubmit != nil && *d.Change.Resubmit {
 		p.opts.Metrics.resubmits.WithLabelValues(w.Channel).Inc()
 		p.log.Info("re-submission of the identical request requested (INIT)", "withdrawal_id", id, "out_request_no", no)
 	}
 	if changed {
-		p.opts.Metrics.changes.WithLabelValues(string(from), string(d.change.To), string(src)).Inc()
+		p.opts.Metrics.changes.WithLabelValues(string(from), string(d.Change.To), string(src)).Inc()
 		p.log.Info("withdrawal status changed", "withdrawal_id", id, "out_request_no", no, "channel", w.Channel,
-			"from", from, "to", d.change.To, "provider_status", status, "version", w.Version, "source", src)
+			"from", from, "to", d.Change.To, "provider_status", status, "version", w.Version, "source", src)
 	}
 	return res, nil
 }
@@ -408,9 +410,9 @@ func (p *Poller) lastSentFunc(ctx context.Context, tx *gorm.DB, w *store.Withdra
 		err := tx.WithContext(ctx).Model(&store.Attempt{}).Select("MAX(started_at)").
 			Where("withdrawal_id = ? AND operation IN ?", w.ID, []string{"submit", "resubmit"}).Scan(&last).Error
 		if err != nil || last == nil || last.IsZero() {
-			return firstSent(w)
+			return decide.FirstSent(w, w.CreatedAt)
 		}
-		if fs := firstSent(w); fs.After(*last) {
+		if fs := decide.FirstSent(w, w.CreatedAt); fs.After(*last) {
 			return fs
 		}
 		return *last
@@ -434,11 +436,8 @@ func insertAttempts(ctx context.Context, tx *gorm.DB, id string, attempts []stor
 	}
 	for i := range attempts {
 		attempts[i].WithdrawalID = id
-		if r := []rune(attempts[i].Error); len(r) > 512 {
-			attempts[i].Error = string(r[:512])
-		}
 	}
-	return tx.WithContext(ctx).Create(&attempts).Error
+	return store.InsertAttempts(ctx, tx, attempts)
 }
 
 // cronLogger adapts slog to cron.Logger; the "skip" of an overlapping run

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paycore/withdraw/internal/decide"
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
@@ -108,9 +109,10 @@ func TestNotFoundBeforeQueryableAtProvesNothing(t *testing.T) {
 	}
 }
 
-// TestRowsLeaveTheSweep: succeeded withdrawals past the follow-up, of
-// channels without refunds, and submitted ones past the query window are
-// pushed out of the sweep without a query.
+// TestRowsLeaveTheSweep: succeeded withdrawals of channels without refunds
+// and submitted ones past the query window are pushed out of the sweep
+// without a query; a succeeded WeChat withdrawal past its follow-up is
+// queried a last time (a refund may have come) and then leaves.
 func TestRowsLeaveTheSweep(t *testing.T) {
 	r := newRig(t, sandbox.Options{Lifecycle: sandbox.Lifecycle{FinalDelay: time.Hour}})
 	ids := r.submitAll(
@@ -121,7 +123,7 @@ func TestRowsLeaveTheSweep(t *testing.T) {
 	)
 	now := time.Now().UTC()
 	old := now.Add(-48 * time.Hour)
-	// L1: succeeded two days ago (follow-up 30s): done.
+	// L1: succeeded two days ago (follow-up 10s): one last query, then done.
 	r.db.Model(&store.Withdrawal{}).Where("id = ?", ids["L1"]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": old, "next_attempt_at": now})
 	// L2: Allinpay succeeded just now: no refunds to follow.
 	r.db.Model(&store.Withdrawal{}).Where("id = ?", ids["L2"]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": now, "next_attempt_at": now})
@@ -135,15 +137,15 @@ func TestRowsLeaveTheSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Claimed != 4 || st.Queried != 1 || st.Changed != 0 {
-		t.Errorf("sweep %+v, want 4 claimed, 1 queried", st)
+	if st.Claimed != 4 || st.Queried != 2 || st.Changed != 0 {
+		t.Errorf("sweep %+v, want 4 claimed, 2 queried (L1's last query, L4)", st)
 	}
 	for _, no := range []string{"L1", "L2", "L3"} {
-		if w := r.row(ids[no]); !w.NextAttemptAt.Equal(poll.FarFuture) {
+		if w := r.row(ids[no]); !w.NextAttemptAt.Equal(decide.FarFuture) {
 			t.Errorf("%s: next_attempt_at %v, want far future", no, w.NextAttemptAt)
 		}
 	}
-	if w := r.row(ids["L4"]); !w.NextAttemptAt.Before(poll.FarFuture) || w.State != "SUCCEEDED" {
+	if w := r.row(ids["L4"]); !w.NextAttemptAt.Before(decide.FarFuture) || w.State != "SUCCEEDED" {
 		t.Errorf("L4: %s next %v", w.State, w.NextAttemptAt)
 	}
 }

@@ -168,7 +168,14 @@ func (a *Account) Normalize() error {
 			if a.PublicKeyID != "" {
 				a.EncryptWith = "public_key"
 			}
-		case "public_key", "certificate":
+		case "public_key":
+			if a.PublicKeyID == "" {
+				errs = append(errs, fmt.Errorf("account %q: encrypt_with public_key needs public_key_id and public_key_file", a.Name))
+			}
+		case "certificate":
+			if len(a.PlatformCertFiles) == 0 {
+				errs = append(errs, fmt.Errorf("account %q: encrypt_with certificate needs platform_cert_files", a.Name))
+			}
 		default:
 			errs = append(errs, fmt.Errorf("account %q: encrypt_with must be public_key or certificate", a.Name))
 		}

@@ -60,10 +60,14 @@ type Outcome struct {
 	// Alert marks a problem an operator must fix (SIGN_ERROR, NO_AUTH on a
 	// query, an unverifiable answer): page, do not just retry silently.
 	Alert bool
-	// Exists is set when the answer proves an order with this number exists
-	// although it is not a success answer (cancel-withdraw's
-	// RESOURCE_ALREADY_EXISTS): Ambiguous, query now.
-	Exists bool
+	// QueryNow: the documents ask for a query before anything else
+	// (cancel-withdraw after any error, RESOURCE_ALREADY_EXISTS, a refusal
+	// of a re-send): Ambiguous, ask at once rather than after a back-off.
+	QueryNow bool
+	// Refusal: the answer is one the provider documents as creating
+	// nothing (see Row.Refusal). It ends a withdrawal only where Kind is
+	// Rejected; elsewhere a query decides.
+	Refusal bool
 	// State is the internal state the answer implies, "" when it implies
 	// none (Ambiguous, RetryLater, NotFound).
 	State withdrawal.State
@@ -110,6 +114,12 @@ type QueryResult struct {
 	Resubmit bool
 	// Amount is the amount the provider reports, in fen; 0 when absent.
 	Amount int64
+	// OutRequestNo and SubMchID are the order's identity as the answer
+	// states it (Allinpay: orderId), "" when absent. The decision module
+	// checks them, Amount and ProviderRef against the stored order before
+	// the answer may move a state.
+	OutRequestNo string
+	SubMchID     string
 	// Reason is the provider's failure reason (WeChat reason / fail_reason,
 	// Allinpay withdrawStatusDesc), Solution its advice, when given.
 	Reason   string

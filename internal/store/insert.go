@@ -55,11 +55,14 @@ func InsertOutbox(ctx context.Context, tx *gorm.DB, rows []OutboxEvent) error {
 	})
 }
 
-// InsertAttempts records provider calls.
+// InsertAttempts records provider calls. The provider's code and the error
+// text are cut to their columns (Fit): an audit row is never lost to a long
+// code.
 func InsertAttempts(ctx context.Context, tx *gorm.DB, rows []Attempt) error {
 	return insertRows(ctx, tx, "withdrawal_attempts", attemptColumns, "", len(rows), func(i int, args []any) []any {
 		a := &rows[i]
-		return append(args, a.WithdrawalID, a.Operation, a.StartedAt, a.LatencyUS, a.HTTPStatus, a.ProviderCode, a.Outcome, a.Instance, a.Error)
+		return append(args, a.WithdrawalID, a.Operation, a.StartedAt, a.LatencyUS, a.HTTPStatus,
+			Fit(a.ProviderCode, WidthProviderCode), a.Outcome, a.Instance, Fit(a.Error, WidthAttemptError))
 	})
 }
 

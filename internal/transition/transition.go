@@ -118,7 +118,6 @@ func (w *Writes) Flush(ctx context.Context, tx *gorm.DB) error {
 func (w *Writes) AddAttempts(id string, attempts []store.Attempt) {
 	for _, a := range attempts {
 		a.WithdrawalID = id
-		a.Error = truncate(a.Error, 512)
 		w.attempts = append(w.attempts, a)
 	}
 }
@@ -354,8 +353,8 @@ func plan(w *store.Withdrawal, c Change, now time.Time) (planned, error) {
 	set("next_attempt_at", c.NextAttemptAt)
 	set("updated_at", now)
 	if c.ProviderStatus != "" {
-		next.ProviderStatus = c.ProviderStatus
-		set("provider_status", c.ProviderStatus)
+		next.ProviderStatus = store.Fit(c.ProviderStatus, store.WidthProviderStatus)
+		set("provider_status", next.ProviderStatus)
 	}
 	if c.AddSubmissions > 0 {
 		next.Submissions += c.AddSubmissions
@@ -366,15 +365,22 @@ func plan(w *store.Withdrawal, c Change, now time.Time) (planned, error) {
 		set("resubmit_requested", *c.Resubmit)
 	}
 	if c.ProviderRef != "" {
-		next.ProviderRef = c.ProviderRef
-		set("provider_ref", c.ProviderRef)
+		next.ProviderRef = store.Fit(c.ProviderRef, store.WidthProviderRef)
+		set("provider_ref", next.ProviderRef)
+	}
+	if changed || c.ReasonCode != "" {
+		// A state change sets the reason (or clears it). Without one, a
+		// reason code given replaces the stored one: an UNKNOWN withdrawal
+		// keeps in it what its last send was answered, which decides
+		// between FAILED and a re-send once a query finds nothing.
+		next.ReasonCode = store.Fit(c.ReasonCode, store.WidthReasonCode)
+		next.Reason = store.Fit(c.Reason, store.WidthReason)
+		set("reason_code", next.ReasonCode)
+		set("reason", next.Reason)
 	}
 	if changed {
 		next.Version++
-		next.ReasonCode, next.Reason = c.ReasonCode, truncate(c.Reason, 512)
 		set("version", next.Version)
-		set("reason_code", next.ReasonCode)
-		set("reason", next.Reason)
 		switch c.To {
 		case withdrawal.StateSubmitted:
 			if next.SubmittedAt == nil {
@@ -403,15 +409,4 @@ func (p planned) done(w *store.Withdrawal, c Change, now time.Time, rows *Writes
 	rows.AddAttempts(w.ID, c.Attempts)
 	*w = p.next
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n { // n runes are at least n bytes
-		return s
-	}
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n])
 }

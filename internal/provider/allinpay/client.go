@@ -60,10 +60,7 @@ func New(acct provider.Account, key *rsa.PrivateKey, allinpayPub *rsa.PublicKey,
 		acct.AllinpayNotFoundCode = provider.AllinpayNotFoundCode
 	}
 	c := &Client{acct: acct, key: key, pub: allinpayPub, http: opts.HTTPClient, codec: opts.Codec, now: opts.Now, log: opts.Logger}
-	c.statuses = make(map[string]provider.StatusMapping, len(provider.AllinpayWithdrawStatuses))
-	for k, v := range provider.AllinpayWithdrawStatuses {
-		c.statuses[k] = v
-	}
+	c.statuses = provider.StatusTable(withdrawal.ChannelAllinpayShopoint)
 	for k, st := range acct.AllinpayStatuses {
 		c.statuses[k] = provider.StatusMapping{State: st}
 	}
@@ -154,7 +151,15 @@ func (c *Client) Send(ctx context.Context, req provider.Request) provider.Outcom
 		return provider.Outcome{Kind: provider.KindRetryLater, Code: provider.CodeBuildFailed, Alert: true,
 			RetryAfter: provider.ConfigErrorDelay, Message: "empty request: BuildSubmit first"}
 	}
-	r := c.call(ctx, provider.OpSubmit, req.Path, req.Body, req.Resend)
+	op := provider.OpSubmit
+	if req.Resend {
+		op = provider.OpResend
+	}
+	r := c.call(ctx, op, req.Path, req.Body)
+	if r.Kind == provider.KindAccepted && r.OutRequestNo != "" && r.OutRequestNo != req.OutRequestNo {
+		r.Outcome = provider.Outcome{Kind: provider.KindAmbiguous, HTTPStatus: r.HTTPStatus, Code: provider.CodeUnexpected,
+			Alert: true, Err: errors.New("allinpay: withdraw answer is for another orderId")}
+	}
 	if r.Kind != provider.KindAccepted {
 		c.log.Log(ctx, level(r.Outcome), "allinpay: withdraw not accepted", "out_request_no", req.OutRequestNo, "outcome", r.Outcome)
 	}
@@ -165,7 +170,7 @@ func (c *Client) Send(ctx context.Context, req provider.Request) provider.Outcom
 // Account.QueryMethod, unconfirmed).
 func (c *Client) QueryByOutRequestNo(ctx context.Context, k provider.QueryKey) provider.QueryResult {
 	biz, _ := json.Marshal(QueryBiz{OrderID: k.OutRequestNo}) // a struct of one string cannot fail
-	return c.call(ctx, provider.OpQuery, c.acct.QueryMethod, biz, false)
+	return c.call(ctx, provider.OpQuery, c.acct.QueryMethod, biz)
 }
 
 // QueryByProviderRef implements provider.Provider. No query by Allinpay's
@@ -174,7 +179,7 @@ func (c *Client) QueryByProviderRef(ctx context.Context, k provider.QueryKey) pr
 	return c.QueryByOutRequestNo(ctx, k)
 }
 
-func (c *Client) call(ctx context.Context, op provider.Op, method string, biz []byte, resend bool) provider.QueryResult {
+func (c *Client) call(ctx context.Context, op provider.Op, method string, biz []byte) provider.QueryResult {
 	var r provider.QueryResult
 	form, err := c.Envelope(method, biz)
 	if err != nil {
@@ -213,7 +218,7 @@ func (c *Client) call(ctx context.Context, op provider.Op, method string, biz []
 			r.Outcome = provider.Outcome{Kind: provider.KindNotFound, HTTPStatus: status, Code: code, Message: a.Msg}
 			return r
 		}
-		r.Outcome = provider.ClassifyError(provider.ProtocolAllinpay, op, 0, code, a.Msg, resend)
+		r.Outcome = provider.ClassifyError(withdrawal.ChannelAllinpayShopoint, op, 0, code, a.Msg)
 		r.HTTPStatus = status
 		return r
 	}
@@ -227,7 +232,7 @@ func (c *Client) call(ctx context.Context, op provider.Op, method string, biz []
 			Code: provider.CodeUnexpected, Alert: true, Err: fmt.Errorf("allinpay: %w", err)}}
 		return r
 	}
-	r.Kind, r.Code, r.Message = provider.KindAccepted, code, a.Msg
+	r.Kind, r.Code, r.Message, r.OutRequestNo = provider.KindAccepted, code, a.Msg, d.OrderID
 	return r
 }
 

@@ -99,8 +99,9 @@ type statusNames struct{ accepted, success, fail, close, refund, init string }
 func namesOf(ch withdrawal.Channel) statusNames {
 	switch ch {
 	case withdrawal.ChannelWeChatCancel:
-		// Unconfirmed value set, see provider.WeChatCancelStates.
-		return statusNames{"REVIEWING", "PAY_SUCCEED", "PAY_FAIL", "REJECTED", "BANK_REFUNDED", "REVIEWING"}
+		// SUBMITTED is WeChat's documented value; the final ones are the
+		// unconfirmed rows of provider.Table.
+		return statusNames{"SUBMITTED", "PAY_SUCCEED", "PAY_FAIL", "REJECTED", "BANK_REFUNDED", "SUBMITTED"}
 	case withdrawal.ChannelAllinpayShopoint:
 		// 1 processing, 2 success (unconfirmed), 3 failed.
 		return statusNames{"1", "2", "3", "3", "3", "1"}

@@ -270,6 +270,11 @@ func (s *Server) queryByRef(q *wreq) wres {
 // s.mu.
 func (s *Server) queryAnswer(q *wreq, o *order, sub string) wres {
 	if o == nil || !s.visible(o, q.now) || (q.ch == withdrawal.ChannelWeChatEcommerce && o.subMchID != sub) {
+		if q.ch == withdrawal.ChannelWeChatCancel {
+			// The cancel application's queries answer a missing
+			// application with 404 NOT_FOUND (单号不存在).
+			return wxError("NOT_FOUND", "单号不存在")
+		}
 		return wxError("ORDER_NOT_EXISTS", "该提现单号不存在")
 	}
 	if q.ch == withdrawal.ChannelWeChatCancel {
@@ -286,9 +291,8 @@ func (s *Server) withdrawView(o *order) wechatpay.WithdrawNotice {
 		CreateTime: beijingTime(o.created), UpdateTime: beijingTime(o.updated), Reason: o.reason, Remark: o.remark,
 		BankMemo: o.bankMemo, AccountType: o.accountType}
 	if o.channel == withdrawal.ChannelWeChatEcommerce {
+		// The platform withdraw's answer names no merchant at all.
 		n.SpMchID, n.SubMchID = o.merchant, o.subMchID
-	} else {
-		n.MchID = o.merchant
 	}
 	if o.reason != "" && (o.status == "FAIL" || o.status == "CLOSE") {
 		n.Solution = "sandbox: 请修改结算银行卡信息"

@@ -126,6 +126,7 @@ type submitAnswer struct {
 }
 
 type queryAnswer struct {
+	SubMchID     string `json:"sub_mchid"`
 	Status       string `json:"status"`
 	WithdrawID   string `json:"withdraw_id"`
 	OutRequestNo string `json:"out_request_no"`

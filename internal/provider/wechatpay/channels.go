@@ -98,7 +98,11 @@ func (p *Channel) Send(ctx context.Context, req provider.Request) provider.Outco
 		return provider.Outcome{Kind: provider.KindRetryLater, Code: provider.CodeBuildFailed, Alert: true,
 			RetryAfter: provider.ConfigErrorDelay, Message: "empty request: BuildSubmit first"}
 	}
-	ans, o, ok := p.c.call(ctx, provider.OpSubmit, req.Method, req.Path, req.Body, req.WechatpaySerial, req.Resend)
+	op := provider.OpSubmit
+	if req.Resend {
+		op = provider.OpResend
+	}
+	ans, o, ok := p.c.call(ctx, p.ch, op, req.Method, req.Path, req.Body, req.WechatpaySerial)
 	if !ok {
 		p.logOutcome(ctx, "submit", req.OutRequestNo, o)
 		return o
@@ -108,9 +112,12 @@ func (p *Channel) Send(ctx context.Context, req provider.Request) provider.Outco
 		o.Kind, o.Code, o.Err, o.Alert = provider.KindAmbiguous, provider.CodeUnparseable, fmt.Errorf("submit answer: %w", err), true
 		return o
 	}
-	if a.OutRequestNo != "" && a.OutRequestNo != req.OutRequestNo {
+	if a.OutRequestNo != req.OutRequestNo && (a.OutRequestNo != "" || p.ch != withdrawal.ChannelWeChatCancel) {
+		// out_request_no is a required field of the withdraw answers (the
+		// cancel application's answer marks it optional): an answer
+		// without ours, or with another, is not an answer to this request.
 		o.Kind, o.Code, o.Alert = provider.KindAmbiguous, provider.CodeUnexpected, true
-		o.Err = fmt.Errorf("answer is for out_request_no %q, sent %q", a.OutRequestNo, req.OutRequestNo)
+		o.Err = fmt.Errorf("submit answer is not for the out_request_no sent (present: %v)", a.OutRequestNo != "")
 		return o
 	}
 	o.Kind, o.State = provider.KindAccepted, withdrawal.StateSubmitted
@@ -155,7 +162,7 @@ func (p *Channel) QueryByProviderRef(ctx context.Context, k provider.QueryKey) p
 }
 
 func (p *Channel) query(ctx context.Context, path, outRequestNo string) provider.QueryResult {
-	ans, o, ok := p.c.call(ctx, provider.OpQuery, http.MethodGet, path, nil, "", false)
+	ans, o, ok := p.c.call(ctx, p.ch, provider.OpQuery, http.MethodGet, path, nil, "")
 	r := provider.QueryResult{Outcome: o}
 	if !ok {
 		p.logOutcome(ctx, "query", outRequestNo, o)
@@ -169,13 +176,16 @@ func (p *Channel) query(ctx context.Context, path, outRequestNo string) provider
 	if w := a.WithdrawlApply; w != nil {
 		a.Status, a.WithdrawID, a.OutRequestNo, a.Reason = w.State, w.ApplymentID, w.OutRequestNo, w.FailReason
 	}
-	if a.Status == "" || (outRequestNo != "" && a.OutRequestNo != "" && a.OutRequestNo != outRequestNo) {
+	if a.Status == "" {
 		r.Kind, r.Code, r.Alert = provider.KindAmbiguous, provider.CodeUnexpected, true
-		r.Err = fmt.Errorf("query answer without status or for another out_request_no")
+		r.Err = fmt.Errorf("query answer without status")
 		return r
 	}
+	// The answer's identity (out_request_no, amount, ids) is checked
+	// against the stored order by the decision module, which has it.
 	r.Kind = provider.KindAccepted
 	r.ProviderRef, r.ProviderStatus, r.Amount, r.Reason, r.Solution = a.WithdrawID, a.Status, a.Amount, a.Reason, a.Solution
+	r.OutRequestNo, r.SubMchID = a.OutRequestNo, a.SubMchID
 	if m, ok := provider.MapStatus(p.ch, a.Status); ok {
 		r.State, r.Resubmit = m.State, m.Resubmit
 	} else {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
 // MaxAnswerBytes bounds an answer body; a larger one is unparseable.
@@ -63,10 +64,17 @@ func LoadCredentials(acct provider.Account) (*Credentials, error) {
 			return nil, fmt.Errorf("%s: %w", acct.PublicKeyFile, err)
 		}
 		store.AddPublicKey(acct.PublicKeyID, pub)
-		if acct.EncryptWith != "certificate" {
-			if err := store.SetEncryptionKey(acct.PublicKeyID); err != nil {
-				return nil, err
-			}
+	}
+	// The key that encrypts payee fields, and so the Wechatpay-Serial sent,
+	// is always the one the account names; never a guess.
+	switch {
+	case acct.EncryptWith == "certificate":
+		if err := store.UseCertificate(); err != nil {
+			return nil, err
+		}
+	case acct.PublicKeyID != "":
+		if err := store.SetEncryptionKey(acct.PublicKeyID); err != nil {
+			return nil, err
 		}
 	}
 	creds := &Credentials{Signer: &Signer{MchID: acct.MchID, Serial: acct.CertSerial, Key: key}, Keys: store}
@@ -251,7 +259,7 @@ func redactPath(p string) string {
 
 // call performs a request and classifies everything but a verified 2xx,
 // which it returns with ok=true for the channel to parse.
-func (c *Client) call(ctx context.Context, op provider.Op, method, path string, body []byte, serial string, resend bool) (*answer, provider.Outcome, bool) {
+func (c *Client) call(ctx context.Context, ch withdrawal.Channel, op provider.Op, method, path string, body []byte, serial string) (*answer, provider.Outcome, bool) {
 	ans, err := c.do(ctx, method, path, body, serial)
 	if err != nil {
 		// Timeouts, resets, refused connections: the request may have been
@@ -278,7 +286,7 @@ func (c *Client) call(ctx context.Context, op provider.Op, method, path string, 
 		o = provider.ClassifyUnverified(ans.status, "", fmt.Errorf("error answer without code: %w", errors.Join(perr)))
 		o.Code = provider.CodeUnparseable
 	default:
-		o = provider.ClassifyError(provider.ProtocolWeChat, op, ans.status, eb.Code, eb.Message, resend)
+		o = provider.ClassifyError(ch, op, ans.status, eb.Code, eb.Message)
 	}
 	if o.Kind == provider.KindRetryLater {
 		if d := provider.ParseRetryAfter(ans.header.Get("Retry-After")); d > 0 {

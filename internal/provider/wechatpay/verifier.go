@@ -95,16 +95,37 @@ func (s *KeyStore) EncryptionKey() (string, *rsa.PublicKey, error) {
 			return serial, key, nil
 		}
 	}
+	best := s.latestCertificate()
+	if best == "" {
+		return "", nil, errors.New("wechatpay: no platform certificate or public key to encrypt with")
+	}
+	return best, s.keys[best], nil
+}
+
+// UseCertificate makes the platform certificate that expires last the
+// encryption key, whatever public key is also trusted: the account's
+// encrypt_with: certificate. Callers hold no lock.
+func (s *KeyStore) UseCertificate() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	best := s.latestCertificate()
+	if best == "" {
+		return errors.New("wechatpay: encrypt_with certificate, but no platform certificate is configured")
+	}
+	s.encSerial = best
+	return nil
+}
+
+// latestCertificate is the serial of the certificate that expires last, ""
+// when there is none. Callers hold s.mu.
+func (s *KeyStore) latestCertificate() string {
 	best := ""
 	for serial, cert := range s.certs {
 		if best == "" || cert.NotAfter.After(s.certs[best].NotAfter) {
 			best = serial
 		}
 	}
-	if best == "" {
-		return "", nil, errors.New("wechatpay: no platform certificate or public key to encrypt with")
-	}
-	return best, s.keys[best], nil
+	return best
 }
 
 // Verifier checks the signature of answers and callbacks.
