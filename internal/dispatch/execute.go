@@ -196,4 +196,3 @@ func (d *Dispatcher) attempt(op string, start time.Time, took time.Duration, out
 	}
 	return a
 }
-
