@@ -342,6 +342,28 @@ func TestCallbacks(t *testing.T) {
 		}
 	})
 
+	t.Run("signed but incomplete", func(t *testing.T) {
+		// A signed notice without amount and withdraw_id, or without our
+		// number's match, must not move SUCCEEDED to REVERSED.
+		before := r.row(ids["CB1"])
+		mismatches := r.callbacks(callback.ResultMismatch)
+		for _, n := range []wechatpay.WithdrawNotice{
+			{SpMchID: providertest.MchID, SubMchID: providertest.SubMchID, Status: "REFUND", OutRequestNo: "CB1"},
+			{SpMchID: providertest.MchID, SubMchID: providertest.SubMchID, Status: "REFUND", OutRequestNo: "CB1", Amount: 101},
+			{SpMchID: providertest.MchID, SubMchID: "1900000999", Status: "REFUND", OutRequestNo: "CB1", Amount: 101, WithdrawID: before.ProviderRef},
+		} {
+			if code, _ := r.post(notifyPath, r.forge(n)); code/100 != 2 {
+				t.Errorf("incomplete notice: %d", code)
+			}
+		}
+		if after := r.row(ids["CB1"]); after.State != "SUCCEEDED" || after.Version != before.Version {
+			t.Errorf("an incomplete notice moved CB1 to %s v%d", after.State, after.Version)
+		}
+		if got := r.callbacks(callback.ResultMismatch) - mismatches; got < 2 {
+			t.Errorf("%v mismatches counted, want the incomplete notices", got)
+		}
+	})
+
 	t.Run("unknown account", func(t *testing.T) {
 		d := r.deliveryFor("CB1", "SUCCESS")
 		if code, body := r.post("/notify/wechatpay/nobody", d); code != http.StatusNotFound || !strings.Contains(body, "FAIL") {

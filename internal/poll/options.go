@@ -22,6 +22,11 @@ type Options struct {
 	DailySpec string
 	// BatchSize is the most withdrawals one sweep claims (default 200).
 	BatchSize int
+	// FollowUpShare is the share of each sweep's batch, and so of the
+	// queries it makes under QueryRate, kept for the refund follow-ups of
+	// SUCCEEDED withdrawals (default 0.25; what one class leaves unused
+	// goes to the other).
+	FollowUpShare float64
 	// Concurrency is the most provider queries one instance has in flight
 	// (default 16).
 	Concurrency int
@@ -61,6 +66,8 @@ type Options struct {
 const (
 	DefaultSweepSpec = "@every 10s"
 	DefaultDailySpec = "0 3 * * *"
+	// DefaultFollowUpShare is FollowUpShare's default.
+	DefaultFollowUpShare = 0.25
 )
 
 func (o *Options) defaults() {
@@ -73,6 +80,8 @@ func (o *Options) defaults() {
 	optdefault.Zero(&o.DailySpec, DefaultDailySpec)
 	optdefault.NonPositive(&o.BatchSize, 200)
 	optdefault.NonPositive(&o.Concurrency, 16)
+	optdefault.NonPositive(&o.FollowUpShare, DefaultFollowUpShare)
+	o.FollowUpShare = min(o.FollowUpShare, 1)
 	optdefault.NonPositive(&o.QueryRate, 20)
 	optdefault.NonPositive(&o.QueryBurst, 10)
 	optdefault.NonPositive(&o.Lease, 5*time.Minute)

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -182,23 +183,50 @@ func (p *Poller) claim(ctx context.Context) ([]claim, error) {
 			}
 			return q
 		}
+		// Follow-ups of SUCCEEDED rows (refunds, 退票) have their own share
+		// of the batch, so that a backlog of first queries (the 08:00
+		// burst) never starves them, nor they it: each takes its share
+		// first, then what the other left.
+		followShare := int(math.Ceil(float64(p.opts.BatchSize) * p.opts.FollowUpShare))
 		var rows []store.Withdrawal
-		// SUBMITTED rows waiting for a re-send are the dispatcher's.
-		if err := lock(tx.Select(claimColumns).
-			Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?", string(withdrawal.StateSubmitted), now, false).
-			Order("next_attempt_at").Limit(p.opts.BatchSize)).Find(&rows).Error; err != nil {
-			return fmt.Errorf("claim submitted: %w", err)
-		}
-		if left := p.opts.BatchSize - len(rows); left > 0 {
-			// SUCCEEDED rows: followed for refunds, or taken once to leave
-			// the sweep (FarFuture) when their channel has none.
+		take := func(what string, limit int, q *gorm.DB) error {
+			if limit <= 0 {
+				return nil
+			}
 			var more []store.Withdrawal
-			if err := lock(tx.Select(claimColumns).
-				Where("state = ? AND next_attempt_at <= ?", string(withdrawal.StateSucceeded), now).
-				Order("next_attempt_at").Limit(left)).Find(&more).Error; err != nil {
-				return fmt.Errorf("claim succeeded: %w", err)
+			if err := lock(q.Select(claimColumns).Order("next_attempt_at").Limit(limit)).Find(&more).Error; err != nil {
+				return fmt.Errorf("claim %s: %w", what, err)
 			}
 			rows = append(rows, more...)
+			return nil
+		}
+		// SUCCEEDED rows: followed for refunds, or taken once to leave the
+		// sweep (FarFuture) when their channel has none.
+		succeeded := func() *gorm.DB {
+			return tx.Where("state = ? AND next_attempt_at <= ?", string(withdrawal.StateSucceeded), now)
+		}
+		if err := take("succeeded", followShare, succeeded()); err != nil {
+			return err
+		}
+		follows := len(rows)
+		// SUBMITTED rows waiting for a re-send are the dispatcher's.
+		if err := take("submitted", p.opts.BatchSize-follows, tx.Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?",
+			string(withdrawal.StateSubmitted), now, false)); err != nil {
+			return err
+		}
+		if follows == followShare {
+			// More follow-ups may be due: the rest of the batch.
+			ids := make([]string, len(rows[:follows]))
+			for i := range ids {
+				ids[i] = rows[i].ID
+			}
+			q := succeeded()
+			if len(ids) > 0 {
+				q = q.Where("id NOT IN ?", ids)
+			}
+			if err := take("succeeded", p.opts.BatchSize-len(rows), q); err != nil {
+				return err
+			}
 		}
 		if len(rows) == 0 {
 			return nil

@@ -392,3 +392,24 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 		})
 	}
 }
+
+// TestEncryptWithFollowsTheAccount: the key that encrypts the cancel
+// channel's payee fields, and the Wechatpay-Serial sent with them, are the
+// ones the account names, also when both a certificate and a public key are
+// configured; the sandbox decrypts with the key the serial names.
+func TestEncryptWithFollowsTheAccount(t *testing.T) {
+	for mode, want := range map[string]func(sandbox.PublicKeys) string{
+		"certificate": func(k sandbox.PublicKeys) string { return k.PlatformCertSerial },
+		"public_key":  func(k sandbox.PublicKeys) string { return k.PublicKeyID },
+	} {
+		t.Run(mode, func(t *testing.T) {
+			env := providertest.Start(t, sandbox.Options{}, providertest.Settings{EncryptWith: mode})
+			cmd := providertest.Command(withdrawal.ChannelWeChatCancel, "ENC"+mode[:4], 100)
+			req, out := provider.Submit(ctx, env.Provider(withdrawal.ChannelWeChatCancel), cmd)
+			if req.WechatpaySerial != want(env.Server.PublicKeys()) || req.WechatpaySerial == "" {
+				t.Errorf("encrypt_with %s: Wechatpay-Serial %q", mode, req.WechatpaySerial)
+			}
+			wantKind(t, "submit", out, provider.KindAccepted)
+		})
+	}
+}

@@ -32,6 +32,10 @@ type Fault struct {
 	TimeoutAfterCommit float64 `json:"timeout_after_commit,omitempty"`
 	// BadSignature creates the order, then answers with a broken signature.
 	BadSignature float64 `json:"bad_signature,omitempty"`
+	// ForgedAnswer answers a WeChat request that succeeded with a correctly
+	// signed body about another order: out_request_no removed, amount and
+	// withdraw_id changed. A client must never let it move a state.
+	ForgedAnswer float64 `json:"forged_answer,omitempty"`
 }
 
 // faults holds the per-endpoint faults and the seeded random source.
@@ -76,7 +80,8 @@ func (f *faults) snapshot() map[string]Fault {
 }
 
 func (v Fault) isZero() bool {
-	return v.Latency == 0 && len(v.Errors) == 0 && v.Rate5xx == 0 && v.Rate429 == 0 && v.TimeoutAfterCommit == 0 && v.BadSignature == 0
+	return v.Latency == 0 && len(v.Errors) == 0 && v.Rate5xx == 0 && v.Rate429 == 0 && v.TimeoutAfterCommit == 0 &&
+		v.BadSignature == 0 && v.ForgedAnswer == 0
 }
 
 // decision is what to do with one request.
@@ -87,6 +92,7 @@ type decision struct {
 	errorCode      string
 	dropAfterWrite bool
 	badSignature   bool
+	forged         bool
 }
 
 // decide draws the faults of one request at an endpoint. An endpoint's own
@@ -124,13 +130,15 @@ func (f *faults) decide(endpoint string) decision {
 	if d.errorCode == "" && !d.status429 && !d.status5xx {
 		d.dropAfterWrite = hit(v.TimeoutAfterCommit)
 		d.badSignature = !d.dropAfterWrite && hit(v.BadSignature)
+		d.forged = !d.dropAfterWrite && !d.badSignature && hit(v.ForgedAnswer)
 	}
 	return d
 }
 
 // ParseFaultFlag parses "endpoint:key=value,key=value" as given to
 // --fault. Keys: latency (a duration), 5xx, 429, timeout_after_commit,
-// bad_signature (rates), and any other key is an error code with its rate.
+// bad_signature, forged_answer (rates), and any other key is an error code
+// with its rate.
 func ParseFaultFlag(s string) (string, Fault, error) {
 	endpoint, spec, ok := strings.Cut(s, ":")
 	if !ok || endpoint == "" {
@@ -166,6 +174,8 @@ func ParseFaultFlag(s string) (string, Fault, error) {
 			v.TimeoutAfterCommit = p
 		case "bad_signature":
 			v.BadSignature = p
+		case "forged_answer":
+			v.ForgedAnswer = p
 		default:
 			if v.Errors == nil {
 				v.Errors = make(map[string]float64)
@@ -193,11 +203,13 @@ type faultJSON struct {
 	Rate429            float64            `json:"rate_429,omitempty"`
 	TimeoutAfterCommit float64            `json:"timeout_after_commit,omitempty"`
 	BadSignature       float64            `json:"bad_signature,omitempty"`
+	ForgedAnswer       float64            `json:"forged_answer,omitempty"`
 }
 
 // MarshalJSON writes the latency as a duration string.
 func (v Fault) MarshalJSON() ([]byte, error) {
-	j := faultJSON{Errors: v.Errors, Rate5xx: v.Rate5xx, Rate429: v.Rate429, TimeoutAfterCommit: v.TimeoutAfterCommit, BadSignature: v.BadSignature}
+	j := faultJSON{Errors: v.Errors, Rate5xx: v.Rate5xx, Rate429: v.Rate429, TimeoutAfterCommit: v.TimeoutAfterCommit,
+		BadSignature: v.BadSignature, ForgedAnswer: v.ForgedAnswer}
 	if v.Latency != 0 {
 		j.Latency = v.Latency.String()
 	}
@@ -212,7 +224,8 @@ func (v *Fault) UnmarshalJSON(b []byte) error {
 	if err := dec.Decode(&j); err != nil {
 		return err
 	}
-	*v = Fault{Errors: j.Errors, Rate5xx: j.Rate5xx, Rate429: j.Rate429, TimeoutAfterCommit: j.TimeoutAfterCommit, BadSignature: j.BadSignature}
+	*v = Fault{Errors: j.Errors, Rate5xx: j.Rate5xx, Rate429: j.Rate429, TimeoutAfterCommit: j.TimeoutAfterCommit,
+		BadSignature: j.BadSignature, ForgedAnswer: j.ForgedAnswer}
 	if j.Latency != "" {
 		d, err := time.ParseDuration(j.Latency)
 		if err != nil {

@@ -104,8 +104,40 @@ func (s *Server) wechat(ch withdrawal.Channel, endpoint string, h func(*wreq) wr
 			dropConnection(w)
 			return
 		}
+		if d.forged && res.status == http.StatusOK {
+			res.body = forge(res.body)
+		}
 		s.writeWeChat(w, res, d.badSignature)
 	}
+}
+
+// forge rewrites a success answer into one about another order: no
+// out_request_no, another amount and withdraw_id (the ForgedAnswer fault).
+func forge(body []byte) []byte {
+	var m map[string]any
+	if json.Unmarshal(body, &m) != nil {
+		return body
+	}
+	edit := func(m map[string]any) {
+		delete(m, "out_request_no")
+		if a, ok := m["amount"].(float64); ok {
+			m["amount"] = a + 1
+		}
+		for _, k := range []string{"withdraw_id", "applyment_id"} {
+			if _, ok := m[k]; ok {
+				m[k] = "FORGED"
+			}
+		}
+	}
+	edit(m)
+	if inner, ok := m["withdrawl_apply"].(map[string]any); ok {
+		edit(inner)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return body
+	}
+	return b
 }
 
 // authenticate verifies the Authorization header against the merchant's
