@@ -19,7 +19,7 @@ import (
 // validation happen once, outside the transaction, so that a retried
 // transaction only repeats the database work.
 type plan struct {
-	deadLetters []kafka.Message
+	deadLetters []*deadLetter
 	rejections  []rejected
 	valid       []valid
 }
