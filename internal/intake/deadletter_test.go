@@ -5,15 +5,22 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/paycore/withdraw/internal/kafkautil"
+	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/testenv"
+	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
 // TestOversizedDeadLetterDoesNotStall produces a value that the commands
@@ -103,4 +110,82 @@ func newRigTopics(t *testing.T, commands, dlq map[string]string) *rig {
 	testenv.CreateTopicWithConfig(t, r.commands, 3, commands)
 	testenv.CreateTopicWithConfig(t, r.dlq, 1, dlq)
 	return r
+}
+
+// TestLargestCommandsDoNotWedge runs commands at the size limit through the
+// intake and the outbox relay on real Kafka: identifiable ones of exactly
+// MaxCommandBytes with nearly every byte in an echoed field (their
+// rejection events are the largest the intake makes), a valid command
+// padded to exactly MaxCommandBytes, and one byte more (a dead letter).
+// Every offset is committed and every event published to an events topic
+// with Kafka's default max.message.bytes.
+func TestLargestCommandsDoNotWedge(t *testing.T) {
+	maxBytes := map[string]string{"max.message.bytes": strconv.Itoa(kafkautil.DefaultMaxMessageBytes)}
+	r := newRigTopics(t, maxBytes, maxBytes)
+	events := testenv.UniqueTopic(t, "events")
+	testenv.CreateTopicWithConfig(t, events, 3, maxBytes)
+
+	n := withdrawal.MaxCommandBytes
+	pad := func(prefix, suffix, c string) []byte {
+		return []byte(prefix + strings.Repeat(c, n-len(prefix)-len(suffix)) + suffix)
+	}
+	var values [][]byte
+	for i := range 4 {
+		id := fmt.Sprintf("L%d", i)
+		values = append(values,
+			pad(`{"out_request_no":"`+id+`","channel":"`, `"}`, "<"),
+			pad(`{"channel":"wechatpay_platform","out_request_no":"`+id, `"}`, "<"),
+			pad(`{"channel":"wechatpay_platform","out_request_no":"`+id+`","account":"`, `"}`, "<"),
+			pad(`{"channel":"wechatpay_platform","out_request_no":"`+id+`","`, `":1}`, "<"),
+		)
+	}
+	rejected := len(values)
+	values = append(values,
+		pad(`{"channel":"wechatpay_platform","out_request_no":"PADDED","amount":100,"account_type":"BASIC"}`, "", " "),
+		append(pad(`{"out_request_no":"OVER","channel":"`, `"}`, "<"), ' '),
+	)
+	if len(values[len(values)-2]) != n || len(values[len(values)-1]) != n+1 {
+		t.Fatal("bad padding")
+	}
+	r.produce(values...)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	_, waitRelay := outbox.Start(ctx, r.db, r.brokers, events, "test", slog.Default(), prometheus.NewRegistry())
+	defer func() { cancel(); waitRelay() }()
+	stop := r.run("largest")
+	defer stop()
+	r.waitCommitted("largest", int64(len(values)))
+
+	if got := r.count("withdrawals", "out_request_no = ?", "PADDED"); got != 1 {
+		t.Errorf("the padded valid command: %d withdrawals, want 1", got)
+	}
+	if got := r.count("outbox", "event_type = ?", "withdrawal.rejected"); got != int64(rejected) {
+		t.Errorf("%d rejections, want %d", got, rejected)
+	}
+	dl := r.deadLetters(1)[0]
+	for _, h := range dl.Headers {
+		if h.Key == "truncated" {
+			t.Error("a 64 KiB dead letter was truncated")
+		}
+		if h.Key == "error" && !strings.Contains(string(h.Value), "exceeds") {
+			t.Errorf("dead letter error %q", h.Value)
+		}
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		pending := r.count("outbox", "published_at = ?", store.NotPublished)
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events still unpublished after 60s", pending)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var largest int64
+	if err := r.db.Table("outbox").Select("COALESCE(MAX(LENGTH(payload)), 0)").Scan(&largest).Error; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("largest event payload: %d bytes", largest)
 }
