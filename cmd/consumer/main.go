@@ -90,7 +90,7 @@ func run(args []string) error {
 	topics := []kafkautil.TopicSpec{
 		{Name: cfg.CommandsTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
 		{Name: cfg.EventsTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
-		{Name: cfg.DLQTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
+		{Name: cfg.DLQTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication, MaxMessageBytes: cfg.DLQMaxMessageBytes},
 	}
 	if err := kafkautil.EnsureTopics(ctx, cfg.KafkaBrokers, topics); err != nil {
 		return err
@@ -129,7 +129,7 @@ func run(args []string) error {
 
 	reader := kafkautil.NewGroupReader(cfg.KafkaBrokers, cfg.ConsumerGroup, cfg.CommandsTopic)
 	defer reader.Close()
-	dlq := kafkautil.NewWriter(cfg.KafkaBrokers, "")
+	dlq := kafkautil.NewDLQWriter(cfg.KafkaBrokers, cfg.DLQMaxMessageBytes)
 	defer dlq.Close()
 	failpointHook, err := failpoint(os.Getenv(envFailpoint))
 	if err != nil {
@@ -161,7 +161,8 @@ func run(args []string) error {
 		Metrics:       intake.NewMetrics(reg),
 		AfterStore:    afterStore,
 
-		AccountConfigured: accountConfigured,
+		AccountConfigured:  accountConfigured,
+		DLQMaxMessageBytes: cfg.DLQMaxMessageBytes,
 	})
 	if err != nil {
 		return err

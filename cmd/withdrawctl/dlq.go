@@ -14,14 +14,35 @@ import (
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
-// Headers the intake adds to a dead letter; a replay drops them.
-var dlqHeaders = map[string]bool{"error": true, "original_topic": true, "original_partition": true, "original_offset": true}
+// Headers the intake adds to a dead letter; a replay drops them. The
+// truncated and original_size/original_sha256 ones are only on a dead letter
+// cut to fit its topic (docs/intake.md).
+var dlqHeaders = map[string]bool{"error": true, "original_topic": true, "original_partition": true, "original_offset": true,
+	"truncated": true, "original_size": true, "original_sha256": true,
+	"original_key_size": true, "original_key_sha256": true, "original_headers_dropped": true}
+
+// original describes what a truncated dead letter lacks: "-" for a
+// complete one.
+func original(r record) string {
+	if r.header("truncated") != "true" {
+		return "-"
+	}
+	s := fmt.Sprintf("TRUNCATED: value %s bytes sha256=%s", r.header("original_size"), r.header("original_sha256"))
+	if k := r.header("original_key_size"); k != "" {
+		s += fmt.Sprintf("; key %s bytes sha256=%s", k, r.header("original_key_sha256"))
+	}
+	if n := r.header("original_headers_dropped"); n != "" {
+		s += "; " + n + " header(s) dropped"
+	}
+	return s
+}
 
 func (c *cli) dlqList(args []string) error {
 	fs := c.flags("dlq list", "[flags]",
 		`Lists the dead-lettered commands (messages the intake could not identify as a command): partition,
-offset, time, the intake's error, where it came from, and its first bytes. They may hold payee data
-in plaintext, as upstream sent it: keep the output to yourself.`)
+offset, time, the intake's error, where it came from, its first bytes, and, for a dead letter
+truncated to fit the topic, the original's size and SHA-256 (ORIGINAL; "-" when complete). They may
+hold payee data in plaintext, as upstream sent it: keep the output to yourself.`)
 	brokerList := c.setting(fs, "kafka-brokers")
 	topic := c.setting(fs, "dlq-topic")
 	n := fs.Int("bytes", 64, "how many bytes of each value to show")
@@ -46,7 +67,7 @@ in plaintext, as upstream sent it: keep the output to yourself.`)
 		return err
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tOFFSET\tTIME\tERROR\tFROM\tKEY\tVALUE")
+	fmt.Fprintln(tw, "PARTITION\tOFFSET\tTIME\tERROR\tFROM\tKEY\tVALUE\tORIGINAL")
 	total := 0
 	for _, p := range ps {
 		first, last := bnd[p][0], bnd[p][1]
@@ -66,8 +87,8 @@ in plaintext, as upstream sent it: keep the output to yourself.`)
 					break
 				}
 				from := r.header("original_topic") + "/" + r.header("original_partition") + "@" + r.header("original_offset")
-				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%q\t%s\n", r.Partition, r.Offset, r.Time.Local().Format(time.RFC3339),
-					r.header("error"), from, r.Key, preview(r.Value, *n))
+				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%q\t%s\t%s\n", r.Partition, r.Offset, r.Time.Local().Format(time.RFC3339),
+					r.header("error"), from, r.Key, preview(r.Value, *n), original(r))
 				total++
 				off = r.Offset + 1
 			}
@@ -118,7 +139,9 @@ func (c *cli) dlqReplay(args []string) error {
 (they would only be dead-lettered again) unless --force. The key is the original one (or the fixed
 command's out_request_no); the original headers are kept except the intake's error/original_*
 ones, and replayed_from=<topic>/<partition>@<offset> is added. Replaying a command that was already
-stored is harmless: the intake recognises the same key and parameters as a duplicate.`)
+stored is harmless: the intake recognises the same key and parameters as a duplicate. A dead letter
+truncated to fit its topic holds only the start of the original: it is replayed only with
+--value-file (even --force does not replay the cut bytes).`)
 	brokerList := c.setting(fs, "kafka-brokers")
 	dlqTopic := c.setting(fs, "dlq-topic")
 	cmdTopic := c.setting(fs, "commands-topic")
@@ -170,6 +193,11 @@ stored is harmless: the intake recognises the same key and parameters as a dupli
 		return fmt.Errorf("dlq replay: no dead letter at %s/%d@%d", *dlqTopic, *partition, *offset)
 	}
 	dead := recs[0]
+	if dead.header("truncated") == "true" && *valueFile == "" {
+		return &exitError{2, fmt.Errorf("dlq replay: the dead letter holds only the first %d of %s bytes (original_sha256 %s); the original is at %s/%s@%s: replay a fixed or recovered version with --value-file",
+			len(dead.Value), dead.header("original_size"), dead.header("original_sha256"),
+			dead.header("original_topic"), dead.header("original_partition"), dead.header("original_offset"))}
+	}
 	value, key := dead.Value, dead.Key
 	if *valueFile != "" {
 		if value, err = os.ReadFile(*valueFile); err != nil {

@@ -209,22 +209,29 @@ func TestDLQListReplay(t *testing.T) {
 	defer cancel()
 
 	// Two dead letters as the intake writes them.
-	dead := func(key, value, reason string) {
+	dead := func(key, value, reason string, extra ...kafka.Header) {
 		headers := []kafka.Header{{Key: "trace", Value: []byte("t-1")}, {Key: "error", Value: []byte(reason)},
 			{Key: "original_topic", Value: []byte("withdraw.commands")}, {Key: "original_partition", Value: []byte("4")},
 			{Key: "original_offset", Value: []byte("1234")}}
-		if _, _, err := produce(ctx, brokers, dlq, []byte(key), []byte(value), headers); err != nil {
+		if _, _, err := produce(ctx, brokers, dlq, []byte(key), []byte(value), append(headers, extra...)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	dead("DLQ1", `{"channel":"wechatpay_platform","out_request_no":DLQ1,"amount":1}`, "undecodable command: not JSON")
 	dead("DLQ2", `{"channel":"wechatpay_platform","amount":1}`, "undecodable command: no string out_request_no")
+	// A dead letter truncated to fit the topic.
+	sha := strings.Repeat("ab", 32)
+	dead("DLQ3", `{"channel":"wechatpay_platform","out_request_no":"DLQ3","remark":"xxxx`,
+		"value of 1048400 bytes exceeds the 65536-byte limit [dead letter truncated to fit the topic: value cut to its first 70 of 1048400 bytes; see original_size, original_sha256]",
+		kafka.Header{Key: "truncated", Value: []byte("true")}, kafka.Header{Key: "original_size", Value: []byte("1048400")},
+		kafka.Header{Key: "original_sha256", Value: []byte(sha)})
 
 	out, _, err := invoke(t, env, "", "dlq", "list", "--bytes", "20")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"0  ", "undecodable command: not JSON", "withdraw.commands/4@1234", `"{\"channel\":\"wechatpa"… (65 bytes)`, "2 dead letter(s)"} {
+	for _, want := range []string{"0  ", "undecodable command: not JSON", "withdraw.commands/4@1234", `"{\"channel\":\"wechatpa"… (65 bytes)`,
+		"TRUNCATED: value 1048400 bytes sha256=" + sha, "3 dead letter(s)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dlq list lacks %q:\n%s", want, out)
 		}
@@ -246,6 +253,11 @@ func TestDLQListReplay(t *testing.T) {
 	}
 	if _, stderr, err := invoke(t, env, "", "dlq", "replay", "--partition", "0", "--offset", "1", "--force"); err != nil || !strings.Contains(stderr, "--force") {
 		t.Fatalf("replay --force: %v %s", err, stderr)
+	}
+	for _, force := range []string{"--force=false", "--force"} {
+		if _, _, err := invoke(t, env, "", "dlq", "replay", "--offset", "2", force); exitCode(err) != 2 || !strings.Contains(err.Error(), "only the first 70 of 1048400 bytes") {
+			t.Errorf("replay of a truncated dead letter (%s): %v", force, err)
+		}
 	}
 	if _, _, err := invoke(t, env, "", "dlq", "replay", "--offset", "9"); err == nil || !strings.Contains(err.Error(), "no dead letter") {
 		t.Errorf("replay of a missing offset: %v", err)

@@ -25,6 +25,9 @@ type Config struct {
 	ConsumerGroup    string
 	TopicPartitions  int
 	TopicReplication int
+	// DLQMaxMessageBytes is the dead-letter topic's max.message.bytes; a
+	// dead letter that would not fit is truncated (docs/intake.md).
+	DLQMaxMessageBytes int
 	// ProvidersFile is the YAML file of provider accounts (WITHDRAW_CONFIG).
 	ProvidersFile string
 	// PIIKeysFile holds the data keys for payee data at rest (see package pii).
@@ -82,6 +85,7 @@ func (c *Config) settings() []setting {
 		{"commands-topic", "WITHDRAW_COMMANDS_TOPIC", "withdraw.commands", "topic of withdrawal commands", str(&c.CommandsTopic)},
 		{"events-topic", "WITHDRAW_EVENTS_TOPIC", "withdraw.events", "topic of withdrawal events", str(&c.EventsTopic)},
 		{"dlq-topic", "WITHDRAW_DLQ_TOPIC", "withdraw.commands.dlq", "topic of dead-lettered commands", str(&c.DLQTopic)},
+		{"dlq-max-message-bytes", "WITHDRAW_DLQ_MAX_MESSAGE_BYTES", "1048588", "max.message.bytes of the dead-letter topic (set on it when created): dead letters that would not fit are published truncated, with original_size and original_sha256 headers", integer(&c.DLQMaxMessageBytes)},
 		{"consumer-group", "WITHDRAW_CONSUMER_GROUP", "withdraw-intake", "Kafka consumer group of the intake", str(&c.ConsumerGroup)},
 		{"topic-partitions", "WITHDRAW_TOPIC_PARTITIONS", "12", "partitions of topics created at start (existing topics are left alone)", integer(&c.TopicPartitions)},
 		{"topic-replication", "WITHDRAW_TOPIC_REPLICATION", "1", "replication factor of topics created at start", integer(&c.TopicReplication)},
@@ -163,6 +167,9 @@ func (c *Config) validate() error {
 	}
 	if c.DispatchLeaseTTL < 5*time.Second {
 		errs = append(errs, errors.New("--dispatch-lease-ttl must be at least 5s"))
+	}
+	if c.DLQMaxMessageBytes < 16<<10 {
+		errs = append(errs, errors.New("--dlq-max-message-bytes must be at least 16384"))
 	}
 	if c.TopicPartitions < 1 || c.TopicReplication < 1 {
 		errs = append(errs, errors.New("--topic-partitions and --topic-replication must be at least 1"))

@@ -221,7 +221,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	topics := []kafkautil.TopicSpec{
 		{Name: CommandsTopic, Partitions: opts.Partitions, ReplicationFactor: 1},
 		{Name: EventsTopic, Partitions: opts.Partitions, ReplicationFactor: 1},
-		{Name: DLQTopic, Partitions: opts.Partitions, ReplicationFactor: 1},
+		{Name: DLQTopic, Partitions: opts.Partitions, ReplicationFactor: 1, MaxMessageBytes: kafkautil.DefaultMaxMessageBytes},
 	}
 	ensureCtx, cancelEnsure := context.WithTimeout(ctx, 30*time.Second)
 	err = kafkautil.EnsureTopics(ensureCtx, s.Brokers, topics)
@@ -315,7 +315,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	reader := kafkautil.NewGroupReader(s.Brokers, ConsumerGroup, CommandsTopic)
-	dlq := kafkautil.NewWriter(s.Brokers, "")
+	dlq := kafkautil.NewDLQWriter(s.Brokers, kafkautil.DefaultMaxMessageBytes)
 	in, err := intake.New(db, reader, dlq, intake.Options{
 		BatchSize:         500,
 		DLQTopic:          DLQTopic,

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/withdrawal"
@@ -52,6 +52,15 @@ type Options struct {
 	Pipeline int
 	// DLQTopic receives unidentifiable messages (default withdraw.commands.dlq).
 	DLQTopic string
+	// DLQMaxMessageBytes is the dead-letter topic's max.message.bytes
+	// (default kafkautil.DefaultMaxMessageBytes, Kafka's default; at least
+	// 16 KiB). A dead letter takes at most
+	// kafkautil.BatchBytesFor(DLQMaxMessageBytes) bytes, key, value, headers
+	// and record overhead included: a larger one is truncated (see
+	// docs/intake.md). The dead-letter writer's BatchBytes must be no
+	// smaller (kafkautil.NewDLQWriter); if it, or the topic, still refuses
+	// a dead letter as too large, the dead letter is cut further.
+	DLQMaxMessageBytes int
 	// Keys seals payee data at rest. Required for cancel-withdraw commands.
 	Keys *pii.Keyring
 	// AccountConfigured reports whether a provider account exists; commands
@@ -114,6 +123,12 @@ func New(db *store.DB, reader Reader, dlq Writer, opts Options) (*Intake, error)
 	}
 	if opts.DLQTopic == "" {
 		opts.DLQTopic = "withdraw.commands.dlq"
+	}
+	if opts.DLQMaxMessageBytes <= 0 {
+		opts.DLQMaxMessageBytes = kafkautil.DefaultMaxMessageBytes
+	}
+	if opts.DLQMaxMessageBytes < minDLQMaxMessageBytes {
+		return nil, fmt.Errorf("intake: DLQMaxMessageBytes %d is below the minimum %d", opts.DLQMaxMessageBytes, minDLQMaxMessageBytes)
 	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 10 * time.Second
@@ -269,7 +284,7 @@ const commitAttemptTimeout = 10 * time.Second
 // unique index, and the loser's retry finds the winner's row.
 func (in *Intake) prepare(ctx context.Context, p plan) (map[string]int, error) {
 	if len(p.deadLetters) > 0 {
-		if err := in.retry(ctx, "dead_letter", func() error { return in.dlq.WriteMessages(ctx, p.deadLetters...) }); err != nil {
+		if err := in.writeDeadLetters(ctx, p.deadLetters); err != nil {
 			return nil, err
 		}
 	}
@@ -329,6 +344,14 @@ func (in *Intake) finish(ctx context.Context, j *inflight) error {
 		m.commands.WithLabelValues(ResultRejected, string(r.rejection.Code)).Inc()
 	}
 	m.commands.WithLabelValues(ResultDeadLettered, "").Add(float64(len(j.plan.deadLetters)))
+	for _, d := range j.plan.deadLetters {
+		switch {
+		case d.dropped:
+			m.deadLettersDropped.Inc()
+		case d.truncated:
+			m.deadLettersTruncated.Inc()
+		}
+	}
 	return nil
 }
 
@@ -354,17 +377,4 @@ func (in *Intake) retryFor(ctx context.Context, step string, maxElapsed time.Dur
 		return fmt.Errorf("intake %s: %w", step, err)
 	}
 	return nil
-}
-
-// deadLetter wraps an unidentifiable message for the DLQ topic: the original
-// key, value and headers, plus the headers DESIGN.md names.
-func (in *Intake) deadLetter(m kafka.Message, reason string) kafka.Message {
-	headers := append([]kafka.Header(nil), m.Headers...)
-	headers = append(headers,
-		kafka.Header{Key: "error", Value: []byte(reason)},
-		kafka.Header{Key: "original_topic", Value: []byte(m.Topic)},
-		kafka.Header{Key: "original_partition", Value: []byte(strconv.Itoa(m.Partition))},
-		kafka.Header{Key: "original_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
-	)
-	return kafka.Message{Topic: in.opts.DLQTopic, Key: m.Key, Value: m.Value, Headers: headers}
 }

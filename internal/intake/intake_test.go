@@ -34,6 +34,15 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
+	r := newRigNoTopics(t)
+	testenv.CreateTopic(t, r.commands, 3)
+	testenv.CreateTopic(t, r.dlq, 1)
+	return r
+}
+
+// newRigNoTopics is newRig without creating the topics.
+func newRigNoTopics(t *testing.T) *rig {
+	t.Helper()
 	db, _ := storetest.MySQL(t, store.PoolOptions{})
 	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("test"))
 	if err != nil {
@@ -41,8 +50,6 @@ func newRig(t *testing.T) *rig {
 	}
 	r := &rig{t: t, db: db, brokers: testenv.KafkaBrokers(t), keys: keys,
 		commands: testenv.UniqueTopic(t, "commands"), dlq: testenv.UniqueTopic(t, "dlq")}
-	testenv.CreateTopic(t, r.commands, 3)
-	testenv.CreateTopic(t, r.dlq, 1)
 	return r
 }
 
@@ -64,7 +71,7 @@ func (r *rig) produce(values ...[]byte) {
 func (r *rig) run(group string) (stop func()) {
 	r.t.Helper()
 	reader := kafkautil.NewGroupReader(r.brokers, group, r.commands)
-	dlq := kafkautil.NewWriter(r.brokers, "")
+	dlq := kafkautil.NewDLQWriter(r.brokers, kafkautil.DefaultMaxMessageBytes)
 	in, err := intake.New(r.db, reader, dlq, intake.Options{BatchSize: 50, DLQTopic: r.dlq, Keys: r.keys})
 	if err != nil {
 		r.t.Fatal(err)

@@ -10,6 +10,10 @@ type Metrics struct {
 	retries    *prometheus.CounterVec
 	// commitsAbandoned counts stored batches whose offset commit was given up.
 	commitsAbandoned prometheus.Counter
+	// deadLettersTruncated and deadLettersDropped count dead letters
+	// published cut to fit the topic, and those not published at all.
+	deadLettersTruncated prometheus.Counter
+	deadLettersDropped   prometheus.Counter
 }
 
 // Results of a consumed command, the "result" label of
@@ -47,9 +51,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "withdraw_intake_commits_abandoned_total",
 			Help: "Stored batches whose offset commit was given up after retrying (they are redelivered, and recognised as duplicates).",
 		}),
+		deadLettersTruncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "withdraw_intake_dead_letters_truncated_total",
+			Help: "Dead letters published truncated because the original did not fit the dead-letter topic (headers original_size, original_sha256).",
+		}),
+		deadLettersDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "withdraw_intake_dead_letters_dropped_total",
+			Help: "Dead letters not published because the dead-letter topic refused even a 4 KiB truncated copy as too large (misconfigured topic; logged with the original's offset).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.commands, m.batchSize, m.txDuration, m.retries, m.commitsAbandoned)
+		reg.MustRegister(m.commands, m.batchSize, m.txDuration, m.retries, m.commitsAbandoned, m.deadLettersTruncated, m.deadLettersDropped)
 	}
 	return m
 }

@@ -19,7 +19,7 @@ import (
 // validation happen once, outside the transaction, so that a retried
 // transaction only repeats the database work.
 type plan struct {
-	deadLetters []kafka.Message
+	deadLetters []*deadLetter
 	rejections  []rejected
 	valid       []valid
 }
@@ -180,6 +180,15 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 	return counts, nil
 }
 
+// maxReasonBytes bounds the reason text of a rejection event. The text may
+// quote what the command sent (an unknown channel or field name, an account
+// name), which can be nearly all of a MaxCommandBytes command, and quoting
+// and JSON escaping can make each byte of it six or more: the quote would
+// double the event. The identity fields (channel, account, out_request_no)
+// are echoed in full for correlation; with the reason bounded, an event is
+// at most about 6 × MaxCommandBytes (TestRejectionEventSize).
+const maxReasonBytes = 512
+
 // rejectionEvent is the withdrawal.rejected event of a command. It has no
 // withdrawal id (no withdrawal was created) and version 0; its event id is
 // derived from the command so that a redelivery produces the same event.
@@ -187,6 +196,9 @@ func rejectionEvent(cmd *withdrawal.Command, hash string, r *withdrawal.Rejectio
 	reason := r.Reason
 	if r.Field != "" {
 		reason = r.Field + ": " + reason
+	}
+	if len(reason) > maxReasonBytes {
+		reason = cutUTF8(reason, maxReasonBytes-len("…")) + "…"
 	}
 	return withdrawal.Event{
 		EventID:      withdrawal.RejectionEventID(cmd.Key(), hash, r.Code),

@@ -57,3 +57,50 @@ func NewWriter(brokers []string, topic string) *kafka.Writer {
 		Transport: &kafka.Transport{MetadataTTL: 5 * time.Second},
 	}
 }
+
+// DefaultMaxMessageBytes is Kafka's default max.message.bytes (the topic
+// setting; message.max.bytes on the broker): the largest record batch a
+// topic accepts, after compression, batch header included.
+const DefaultMaxMessageBytes = 1048588
+
+// RecordBatchMargin is what BatchBytesFor keeps free below a topic's
+// max.message.bytes: room for the record-batch header (61 bytes) and for
+// any difference between kafka-go's size estimate of its messages and
+// their encoding.
+const RecordBatchMargin = 1024
+
+// BatchBytesFor is the largest batch, as kafka-go counts it (and as
+// MessageSize counts one message), that a topic with the given
+// max.message.bytes accepts: a writer's BatchBytes, and the most one message
+// may take.
+func BatchBytesFor(maxMessageBytes int) int {
+	return maxMessageBytes - RecordBatchMargin
+}
+
+// MessageSize is an upper bound of kafka-go's size estimate of m (key,
+// value, headers and per-record overhead), the figure a Writer compares with
+// its BatchBytes.
+func MessageSize(m kafka.Message) int {
+	const perRecord = 4 + 1 + 1 + 4 + 4 + 8 // crc, magic, attributes, key and value lengths, timestamp
+	const varint = 5                        // the longest 32-bit varint
+	n := perRecord + len(m.Key) + len(m.Value) + varint
+	for _, h := range m.Headers {
+		n += HeaderSize(h)
+	}
+	return n
+}
+
+// HeaderSize is MessageSize's share for one header.
+func HeaderSize(h kafka.Header) int {
+	return 5 + len(h.Key) + 5 + len(h.Value)
+}
+
+// NewDLQWriter is NewWriter (no topic: each message names it) for a
+// dead-letter topic whose max.message.bytes is maxMessageBytes: its
+// BatchBytes is BatchBytesFor(maxMessageBytes), so that a batch the writer
+// accepts is one the topic accepts too.
+func NewDLQWriter(brokers []string, maxMessageBytes int) *kafka.Writer {
+	w := NewWriter(brokers, "")
+	w.BatchBytes = int64(BatchBytesFor(maxMessageBytes))
+	return w
+}

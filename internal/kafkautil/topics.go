@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -17,6 +18,9 @@ type TopicSpec struct {
 	Name              string
 	Partitions        int
 	ReplicationFactor int
+	// MaxMessageBytes, when positive, sets the topic's max.message.bytes at
+	// creation (an existing topic keeps its own).
+	MaxMessageBytes int
 }
 
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
@@ -30,7 +34,11 @@ func EnsureTopics(ctx context.Context, brokers []string, specs []TopicSpec) erro
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: transport}
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor})
+		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor}
+		if s.MaxMessageBytes > 0 {
+			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(s.MaxMessageBytes)}}
+		}
+		req.Topics = append(req.Topics, tc)
 	}
 	resp, err := client.CreateTopics(ctx, req)
 	if err != nil {

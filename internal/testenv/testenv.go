@@ -141,6 +141,13 @@ func UniqueTopic(t testing.TB, prefix string) string {
 // leader, and deletes the topic when the test ends.
 func CreateTopic(t testing.TB, topic string, partitions int) {
 	t.Helper()
+	CreateTopicWithConfig(t, topic, partitions, nil)
+}
+
+// CreateTopicWithConfig is CreateTopic with topic-level configuration, e.g.
+// {"max.message.bytes": "2097152"}.
+func CreateTopicWithConfig(t testing.TB, topic string, partitions int, config map[string]string) {
+	t.Helper()
 	brokers := KafkaBrokers(t)
 	// A Transport of our own, not kafka.DefaultTransport: its pooled
 	// connections would go stale when an outage test restarts the broker.
@@ -154,8 +161,12 @@ func CreateTopic(t testing.TB, topic string, partitions int) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var entries []kafka.ConfigEntry
+	for name, value := range config {
+		entries = append(entries, kafka.ConfigEntry{ConfigName: name, ConfigValue: value})
+	}
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: topic, NumPartitions: partitions, ReplicationFactor: 1,
+		Topic: topic, NumPartitions: partitions, ReplicationFactor: 1, ConfigEntries: entries,
 	}}})
 	if err == nil {
 		err = resp.Errors[topic]
