@@ -64,6 +64,8 @@ type Decision struct {
 	Step  Step
 	// Alert, when set, is logged at error level with alert=true.
 	Alert string
+	// Info, when set, is logged at info level: expected, nothing to do.
+	Info string
 }
 
 // Decider decides with a set of timing rules.
@@ -275,6 +277,11 @@ func (d Decider) Observed(w *store.Withdrawal, src Source, q provider.QueryResul
 			return dec
 		case to == resting:
 			return keep(d.again(w, now))
+		case !withdrawal.CanTransition(resting, to) && src == SourceCallback && withdrawal.State(w.State) == withdrawal.StateSubmitting:
+			// The callback overtook the submission's own answer (the
+			// dispatcher is recording it): expected, and the dispatcher's
+			// answer or the next query settles it.
+			return Decision{Info: "callback arrived while the submission is being recorded: left to the dispatcher and the next query"}
 		case !withdrawal.CanTransition(resting, to):
 			// E.g. FAIL after SUCCESS, or a status for a withdrawal never
 			// sent: the provider contradicts what we recorded. Never
@@ -333,10 +340,7 @@ func (d Decider) Observed(w *store.Withdrawal, src Source, q provider.QueryResul
 		}
 
 	default: // Ambiguous or RetryLater: the query itself failed; ask again later.
-		next := d.again(w, now)
-		if resting != withdrawal.StateUnknown {
-			next = d.retryQuery(w, now)
-		}
+		next := d.retryQuery(w, now)
 		if q.RetryAfter > 0 && now.Add(q.RetryAfter).After(next) {
 			next = now.Add(q.RetryAfter)
 		}
@@ -356,11 +360,11 @@ func (d Decider) again(w *store.Withdrawal, now time.Time) time.Time {
 	return d.nextPoll(w, now)
 }
 
-// retryQuery is the next query of a followed withdrawal whose query failed:
-// the usual schedule, except that a failed last query never retires the
-// row (a row leaves the sweep only after an answered query).
+// retryQuery is when to ask again after a query that failed: as again,
+// except that a failed last query never retires a row (a row leaves the
+// sweep only after an answered query).
 func (d Decider) retryQuery(w *store.Withdrawal, now time.Time) time.Time {
-	next := d.nextPoll(w, now)
+	next := d.again(w, now)
 	if next.Equal(FarFuture) {
 		return d.Rules.NextUnknownRetry(now, d.Rules.UnknownRetryMax*4)
 	}

@@ -259,3 +259,19 @@ func TestCheckNamesFieldsNeverValues(t *testing.T) {
 		}
 	}
 }
+
+// TestCallbackDuringSubmissionIsNoAlarm: a callback that overtakes the
+// submission's own answer is expected; it is left to the dispatcher and
+// raises no alert (it used to page on-call for nothing).
+func TestCallbackDuringSubmissionIsNoAlarm(t *testing.T) {
+	w := claimedRow(withdrawal.ChannelWeChatPlatform, withdrawal.StateAccepted)
+	got := dec.Observed(w, SourceCallback, found(withdrawal.ChannelWeChatPlatform, "SUCCESS"), t0, nil)
+	if got.Write || got.Alert != "" || got.Info == "" {
+		t.Errorf("%+v, want nothing written, no alert, an info line", got)
+	}
+	// The same contradiction from a query of a row at rest is an alert.
+	q := row(withdrawal.ChannelWeChatPlatform, withdrawal.StateSucceeded, t0.Add(-time.Hour))
+	if got := dec.Observed(q, SourceQuery, found(withdrawal.ChannelWeChatPlatform, "FAIL"), t0, nil); got.Alert == "" {
+		t.Error("FAIL after SUCCESS must alert")
+	}
+}

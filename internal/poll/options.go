@@ -35,10 +35,10 @@ type Options struct {
 	// the provider's limits.
 	QueryRate  float64
 	QueryBurst int
-	// Lease is how far a claim pushes next_attempt_at ahead, so that other
-	// instances skip the row while this one queries it (default 5m). It
-	// must exceed a sweep's longest run; a late result is dropped, not
-	// applied twice.
+	// Lease bounds how far a claim pushes next_attempt_at ahead, so that
+	// other instances skip the row while this one queries it (default 5m).
+	// A claim's lease is proportional to its rows (see leaseFor), at most
+	// this; a late result is dropped, not applied twice.
 	Lease time.Duration
 
 	// Limits of the daily stuck report (StuckReport).

@@ -173,7 +173,6 @@ func (p *Poller) Sweep(ctx context.Context) (SweepStats, error) {
 // their next_attempt_at to the lease mark.
 func (p *Poller) claim(ctx context.Context) ([]claim, error) {
 	now := p.opts.Now()
-	until := now.Add(p.opts.Lease).Truncate(time.Microsecond)
 	var out []claim
 	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		out = out[:0]
@@ -235,6 +234,7 @@ func (p *Poller) claim(ctx context.Context) ([]claim, error) {
 		for i := range rows {
 			ids[i] = rows[i].ID
 		}
+		until := now.Add(p.leaseFor(len(rows))).Truncate(time.Microsecond)
 		if err := tx.Model(&store.Withdrawal{}).Where("id IN ?", ids).Update("next_attempt_at", until).Error; err != nil {
 			return fmt.Errorf("lease claimed rows: %w", err)
 		}
@@ -247,6 +247,20 @@ func (p *Poller) claim(ctx context.Context) ([]claim, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// MinLease is the shortest claim lease: time for the slowest single query
+// (a provider timeout) and its recording.
+const MinLease = 30 * time.Second
+
+// leaseFor is the lease of a claim of n rows: proportional to the work,
+// twice the time the queries take at the account's rate plus MinLease,
+// at most Options.Lease. A sweep cut short (a crash, a database outage)
+// then holds its rows for about as long as it would have run, not for the
+// whole Options.Lease.
+func (p *Poller) leaseFor(n int) time.Duration {
+	work := time.Duration(2 * float64(n) / p.opts.QueryRate * float64(time.Second))
+	return min(MinLease+work, p.opts.Lease)
 }
 
 // result is what recording an observation did.
@@ -377,6 +391,10 @@ func (p *Poller) Observe(ctx context.Context, id string, src decide.Source, q pr
 		now := p.opts.Now()
 		d := p.decider.Observed(w, src, q, now, p.lastSentFunc(ctx, tx, w))
 		if !d.Write {
+			if d.Info != "" {
+				p.log.Info(d.Info, "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "source", src, "state", w.State,
+					"provider_status", q.ProviderStatus)
+			}
 			if d.Alert != "" {
 				p.log.Error(d.Alert, "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "source", src,
 					"state", w.State, "provider_status", q.ProviderStatus, "alert", true)
