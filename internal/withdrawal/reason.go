@@ -13,7 +13,11 @@ const (
 	ReasonInvalidFieldType ReasonCode = "INVALID_FIELD_TYPE"
 	// ReasonUnknownField: the command has a field no channel defines; it is
 	// refused rather than ignored, so that a typo never drops a parameter.
+	// Names match byte for byte: "Amount" is not amount.
 	ReasonUnknownField ReasonCode = "UNKNOWN_FIELD"
+	// ReasonDuplicateField: a name appears twice in one JSON object, at any
+	// level. Parsers disagree on which one counts, so neither is trusted.
+	ReasonDuplicateField ReasonCode = "DUPLICATE_FIELD"
 	// ReasonFieldNotAllowed: a field of another channel is set.
 	ReasonFieldNotAllowed ReasonCode = "FIELD_NOT_ALLOWED"
 	// ReasonInvalidChannel: channel is missing or not one we support.
@@ -23,6 +27,9 @@ const (
 	// ReasonAccountNotConfigured: no provider account of that name exists
 	// for the channel.
 	ReasonAccountNotConfigured ReasonCode = "ACCOUNT_NOT_CONFIGURED"
+	// ReasonInvalidMchID: sub_mchid or payee_mchid is not digits only, as
+	// WeChat Pay merchant numbers are.
+	ReasonInvalidMchID ReasonCode = "INVALID_MCHID"
 	// ReasonInvalidOutRequestNo: too long or has characters the provider
 	// refuses.
 	ReasonInvalidOutRequestNo ReasonCode = "INVALID_OUT_REQUEST_NO"
@@ -61,8 +68,8 @@ const (
 
 // ReasonCodes lists every reason code, for documentation and tests.
 var ReasonCodes = []ReasonCode{
-	ReasonInvalidFieldType, ReasonUnknownField, ReasonFieldNotAllowed, ReasonInvalidChannel,
-	ReasonInvalidAccount, ReasonAccountNotConfigured, ReasonInvalidOutRequestNo, ReasonInvalidAmount,
+	ReasonInvalidFieldType, ReasonUnknownField, ReasonDuplicateField, ReasonFieldNotAllowed, ReasonInvalidChannel,
+	ReasonInvalidAccount, ReasonAccountNotConfigured, ReasonInvalidMchID, ReasonInvalidOutRequestNo, ReasonInvalidAmount,
 	ReasonAmountOverLimit, ReasonAmountMismatch, ReasonFieldRequired, ReasonFieldTooLong,
 	ReasonInvalidEnum, ReasonPayeeMchIDRequired, ReasonPayeeMchIDNotAllowed, ReasonPayeeMchIDMismatch,
 	ReasonPayeeAccountTypeNotAllowed, ReasonDetailsRequired, ReasonDetailTargetInvalid, ReasonRequestConflict,

@@ -83,6 +83,7 @@ func ValidateWith(c *Command, rules Rules) *Rejection {
 func validateEcommerce(c *Command) *Rejection {
 	return first(
 		required("sub_mchid", c.SubMchID, 32),
+		mchID("sub_mchid", c.SubMchID),
 		// account_type is optional for the e-commerce API (BASIC when absent).
 		optionalEnum("account_type", c.AccountType, wechatAccountTypes),
 		maxLen("remark", c.Remark, 56),
@@ -102,11 +103,13 @@ func validatePlatform(c *Command) *Rejection {
 func validateCancel(c *Command) *Rejection {
 	if r := first(
 		required("sub_mchid", c.SubMchID, 32),
+		mchID("sub_mchid", c.SubMchID),
 		required("out_account_type", c.OutAccountType, 0),
 		optionalEnum("out_account_type", c.OutAccountType, cancelOutAccountTypes),
 		required("payee_type", c.PayeeType, 0),
 		optionalEnum("payee_type", c.PayeeType, cancelPayeeTypes),
 		maxLen("payee_mchid", c.PayeeMchID, 32),
+		mchID("payee_mchid", c.PayeeMchID),
 		maxLen("remark", c.Remark, 1024),
 	); r != nil {
 		return r
@@ -319,6 +322,17 @@ func sensitive(field, v string) *Rejection {
 func maxLen(field, v string, max int) *Rejection {
 	if n := utf8.RuneCountInString(v); n > max {
 		return reject(ReasonFieldTooLong, field, "%d characters, at most %d", n, max)
+	}
+	return nil
+}
+
+// mchID rejects a merchant number that is not ASCII digits only, as WeChat
+// Pay's are; an empty one is left to required.
+func mchID(field, v string) *Rejection {
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return reject(ReasonInvalidMchID, field, "must be digits only")
+		}
 	}
 	return nil
 }
