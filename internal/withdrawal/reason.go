@@ -77,12 +77,17 @@ var ReasonCodes = []ReasonCode{
 
 // Rejection is why a command that could be identified was refused. It
 // becomes a withdrawal.rejected event; the command never reaches a provider.
+//
+// A rejection names the field and the rule it breaks, never a value from
+// the command: events are read far more widely than payee data may be, and
+// a value sent in the wrong field (an account number as payee_type) is
+// payee data all the same.
 type Rejection struct {
 	Code ReasonCode
 	// Field is the JSON path of the offending field, when there is one.
 	Field string
-	// Reason is a human-readable explanation. It never quotes a sensitive
-	// value.
+	// Reason is a human-readable statement of the rule, for example the
+	// allowed values or the limit.
 	Reason string
 }
 
