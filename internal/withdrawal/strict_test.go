@@ -168,8 +168,8 @@ func TestDecodeRefusesBadText(t *testing.T) {
 	// Invalid UTF-8 in the idempotency key cannot be answered with a
 	// rejection the sender could match: a dead letter.
 	wantDeadLetter(t, `{"channel":"wechatpay_platform","out_request_no":"P`+"\xff"+`","amount":1}`)
-	// Two encodings that the old decoder read as the same command (both
-	// bytes replaced by U+FFFD) are both refused now.
+	// Replacing invalid bytes with U+FFFD would make these two values one
+	// command with one hash: both are refused.
 	for _, b := range []string{"\xfe", "\xff"} {
 		if _, err := Decode([]byte(fmtCmd(platform, `,"remark":"`+b+`"`))); err == nil {
 			t.Errorf("remark %q accepted", b)
@@ -212,9 +212,9 @@ func TestDecodeBoundsFreeFormDepth(t *testing.T) {
 func fmtCmd(template, more string) string { return strings.Replace(template, "%s", more, 1) }
 
 // TestParamsHashUnchangedByDecoder pins the parameters hash of the seed
-// examples and the benchmark's commands as the encoding/json decoder
-// computed them: rows stored before the strict decoder compare their hash
-// with redeliveries decoded by it, so a valid command must hash the same.
+// examples and the benchmark's commands. A stored row keeps its hash for
+// ever and a redelivery is compared with it, so how a valid command is
+// decoded must never change its hash.
 func TestParamsHashUnchangedByDecoder(t *testing.T) {
 	want := map[string]string{
 		"testdata/seed000_ecommerce.json": "ff21b081532c07ab4d9beee2390238100f0d98be62b3f2478244d042c39f24ab",
