@@ -142,6 +142,9 @@ func TestShowMasked(t *testing.T) {
 	if got := p.IdentityInfo.IdentificationNo; got != pii.Mask(admintest.IDNumber) {
 		t.Errorf("identification_no = %q", got)
 	}
+	if got, want := p.BankAccountInfo.AccountName, pii.MaskName(admintest.AccountName); got != want {
+		t.Errorf("account_name = %q, want %q", got, want)
+	}
 	if len(v.Events) != 2 || v.Events[0].Type != "withdrawal.accepted" || v.Events[1].Version != 2 {
 		t.Errorf("events = %+v", v.Events)
 	}

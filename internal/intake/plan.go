@@ -92,7 +92,7 @@ func (in *Intake) validate(cmd *withdrawal.Command) *withdrawal.Rejection {
 	}
 	if in.opts.AccountConfigured != nil && !in.opts.AccountConfigured(cmd.Channel, cmd.Account) {
 		return &withdrawal.Rejection{Code: withdrawal.ReasonAccountNotConfigured, Field: "account",
-			Reason: fmt.Sprintf("no %s account named %q is configured", cmd.Channel, cmd.Account)}
+			Reason: "no provider account of that name is configured for the channel"}
 	}
 	return nil
 }

@@ -137,9 +137,11 @@ func (k *Keyring) Open(keyID string, ciphertext, aad []byte) ([]byte, error) {
 	return plain, nil
 }
 
-// Mask hides all but the last four characters of a sensitive value:
-// "6222020200112233445" becomes "***************3445". Values of four
-// characters or fewer are hidden completely.
+// Mask hides all but the last four characters of a sensitive number (an
+// account or ID number): "6222020200112233445" becomes
+// "***************3445", the part people check against their card. Values
+// of four characters or fewer are hidden completely. Use MaskName for
+// names, whose last characters identify the holder.
 func Mask(s string) string {
 	n := utf8.RuneCountInString(s)
 	if n <= 4 {
@@ -147,4 +149,19 @@ func Mask(s string) string {
 	}
 	r := []rune(s)
 	return strings.Repeat("*", n-4) + string(r[n-4:])
+}
+
+// MaskName hides all but the first character of a name, one '*' per hidden
+// character: "张三" becomes "张*", "某某科技有限公司" becomes "某*******". The
+// end of a name is what tells it apart (a given name, a company's trade
+// name before 有限公司), so unlike Mask it keeps the start, which is mostly a
+// family name or a city. A one-character name is hidden completely.
+// Characters are runes; an invalid byte counts as one.
+func MaskName(s string) string {
+	n := utf8.RuneCountInString(s)
+	if n <= 1 {
+		return strings.Repeat("*", n)
+	}
+	first, _ := utf8.DecodeRuneInString(s)
+	return string(first) + strings.Repeat("*", n-1)
 }

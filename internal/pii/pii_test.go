@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestSealOpenRotate(t *testing.T) {
@@ -58,6 +59,42 @@ func TestParseErrors(t *testing.T) {
 
 func TestMask(t *testing.T) {
 	for in, want := range map[string]string{"6222020200112233445": "***************3445", "1234": "****", "": "", "张三丰先生": "*三丰先生"} {
+		if got := Mask(in); got != want {
+			t.Errorf("Mask(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestMaskName(t *testing.T) {
+	for in, want := range map[string]string{
+		"张三":           "张*",
+		"某某科技有限公司":     "某*******",
+		"张":            "*", // a one-character name shows nothing
+		"":             "",
+		"Li Lei":       "L*****",
+		"欧阳娜娜":         "欧***",
+		"🙂ab":          "🙂**",
+		"a\xffb":       "a**", // an invalid byte counts as one character
+		"Ｍｒ．王":         "Ｍ***",
+		"测试有限公司":       "测*****",
+		"e\u0301clair": "e******", // combining mark: one rune each
+	} {
+		got := MaskName(in)
+		if got != want {
+			t.Errorf("MaskName(%q) = %q, want %q", in, got, want)
+		}
+		if in != "" && utf8.RuneCountInString(got) != max(utf8.RuneCountInString(in), 1) {
+			t.Errorf("MaskName(%q) = %q: one character per character", in, got)
+		}
+	}
+}
+
+func TestMaskNumberKeepsLastFour(t *testing.T) {
+	for in, want := range map[string]string{
+		"110101199003074477": "**************4477",
+		"12345":              "*2345",
+		"１２３４５":              "*２３４５",
+	} {
 		if got := Mask(in); got != want {
 			t.Errorf("Mask(%q) = %q, want %q", in, got, want)
 		}

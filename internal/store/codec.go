@@ -73,8 +73,8 @@ func (w *Withdrawal) Command(keys *pii.Keyring) (*withdrawal.Command, error) {
 	return &cmd, nil
 }
 
-// MaskedCommand is Command with every sensitive value masked to its last
-// four characters, for the admin API and the CLI.
+// MaskedCommand is Command with every sensitive value masked (see
+// withdrawal.PayeeInfo.Masked), for the admin API and the CLI.
 func (w *Withdrawal) MaskedCommand(keys *pii.Keyring) (*withdrawal.Command, error) {
 	cmd, err := w.Command(keys)
 	if err != nil {

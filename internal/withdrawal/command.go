@@ -119,8 +119,9 @@ func (c *Command) MerchantKey() string {
 	}
 }
 
-// Masked returns a copy of p with names, account numbers and ID numbers
-// masked to their last four characters. It returns nil for nil.
+// Masked returns a copy of p with the names masked to their first
+// character (pii.MaskName) and the account and ID numbers to their last four
+// (pii.Mask). It returns nil for nil.
 func (p *PayeeInfo) Masked() *PayeeInfo {
 	if p == nil {
 		return nil
@@ -128,13 +129,13 @@ func (p *PayeeInfo) Masked() *PayeeInfo {
 	m := *p
 	if p.BankAccountInfo != nil {
 		b := *p.BankAccountInfo
-		b.AccountName = pii.Mask(b.AccountName)
+		b.AccountName = pii.MaskName(b.AccountName)
 		b.AccountNumber = pii.Mask(b.AccountNumber)
 		m.BankAccountInfo = &b
 	}
 	if p.IdentityInfo != nil {
 		id := *p.IdentityInfo
-		id.IdentificationName = pii.Mask(id.IdentificationName)
+		id.IdentificationName = pii.MaskName(id.IdentificationName)
 		id.IdentificationNo = pii.Mask(id.IdentificationNo)
 		m.IdentityInfo = &id
 	}

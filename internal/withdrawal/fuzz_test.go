@@ -1,9 +1,12 @@
 package withdrawal
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzDecodeValidate feeds arbitrary bytes through the intake's checks. The
@@ -21,6 +24,11 @@ func FuzzDecodeValidate(f *testing.F) {
 		``, `null`, `[]`, `{}`, `{"out_request_no":"1"}`, `{"out_request_no":1}`,
 		`{"channel":"allinpay_shopoint","out_request_no":"x","details":[{"is_platform":true,"amount":9223372036854775807},{"is_platform":true,"amount":9223372036854775807}]}`,
 		`{"channel":"wechatpay_cancel","out_request_no":"1","proof_media_list":{"a":1e999}}`,
+		`{"channel":"wechatpay_platform","out_request_no":"1","amount":1,"AMOUNT":2}`,
+		`{"channel":"wechatpay_platform","out_request_no":"1","out_request_no":"2"}`,
+		`{"channel":"wechatpay_platform","out_request_no":"1","remark":"\u0000\\u0000"}`,
+		"{\"channel\":\"wechatpay_platform\",\"out_request_no\":\"1\",\"remark\":\"\xff\"}",
+		`{"channel":"wechatpay_cancel","out_request_no":"1","additional_materials":{"a":[[[1]]]}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -40,6 +48,15 @@ func FuzzDecodeValidate(f *testing.F) {
 		case nil:
 		default:
 			t.Fatalf("unexpected error type %T", err)
+		}
+		// What is accepted is text every reader decodes alike.
+		if !utf8.Valid(raw) || bytes.Contains(raw, []byte{0}) {
+			t.Fatalf("accepted invalid UTF-8 or a NUL: %q", raw)
+		}
+		for _, s := range []string{cmd.OutRequestNo, cmd.Remark, cmd.SubMchID, cmd.PayeeMchID} {
+			if strings.IndexByte(s, 0) >= 0 {
+				t.Fatalf("accepted a NUL in %q", s)
+			}
 		}
 		if r := Validate(cmd); r != nil {
 			return

@@ -13,7 +13,11 @@ const (
 	ReasonInvalidFieldType ReasonCode = "INVALID_FIELD_TYPE"
 	// ReasonUnknownField: the command has a field no channel defines; it is
 	// refused rather than ignored, so that a typo never drops a parameter.
+	// Names match byte for byte: "Amount" is not amount.
 	ReasonUnknownField ReasonCode = "UNKNOWN_FIELD"
+	// ReasonDuplicateField: a name appears twice in one JSON object, at any
+	// level. Parsers disagree on which one counts, so neither is trusted.
+	ReasonDuplicateField ReasonCode = "DUPLICATE_FIELD"
 	// ReasonFieldNotAllowed: a field of another channel is set.
 	ReasonFieldNotAllowed ReasonCode = "FIELD_NOT_ALLOWED"
 	// ReasonInvalidChannel: channel is missing or not one we support.
@@ -23,6 +27,9 @@ const (
 	// ReasonAccountNotConfigured: no provider account of that name exists
 	// for the channel.
 	ReasonAccountNotConfigured ReasonCode = "ACCOUNT_NOT_CONFIGURED"
+	// ReasonInvalidMchID: sub_mchid or payee_mchid is not digits only, as
+	// WeChat Pay merchant numbers are.
+	ReasonInvalidMchID ReasonCode = "INVALID_MCHID"
 	// ReasonInvalidOutRequestNo: too long or has characters the provider
 	// refuses.
 	ReasonInvalidOutRequestNo ReasonCode = "INVALID_OUT_REQUEST_NO"
@@ -61,8 +68,8 @@ const (
 
 // ReasonCodes lists every reason code, for documentation and tests.
 var ReasonCodes = []ReasonCode{
-	ReasonInvalidFieldType, ReasonUnknownField, ReasonFieldNotAllowed, ReasonInvalidChannel,
-	ReasonInvalidAccount, ReasonAccountNotConfigured, ReasonInvalidOutRequestNo, ReasonInvalidAmount,
+	ReasonInvalidFieldType, ReasonUnknownField, ReasonDuplicateField, ReasonFieldNotAllowed, ReasonInvalidChannel,
+	ReasonInvalidAccount, ReasonAccountNotConfigured, ReasonInvalidMchID, ReasonInvalidOutRequestNo, ReasonInvalidAmount,
 	ReasonAmountOverLimit, ReasonAmountMismatch, ReasonFieldRequired, ReasonFieldTooLong,
 	ReasonInvalidEnum, ReasonPayeeMchIDRequired, ReasonPayeeMchIDNotAllowed, ReasonPayeeMchIDMismatch,
 	ReasonPayeeAccountTypeNotAllowed, ReasonDetailsRequired, ReasonDetailTargetInvalid, ReasonRequestConflict,
@@ -70,12 +77,17 @@ var ReasonCodes = []ReasonCode{
 
 // Rejection is why a command that could be identified was refused. It
 // becomes a withdrawal.rejected event; the command never reaches a provider.
+//
+// A rejection names the field and the rule it breaks, never a value from
+// the command: events are read far more widely than payee data may be, and
+// a value sent in the wrong field (an account number as payee_type) is
+// payee data all the same.
 type Rejection struct {
 	Code ReasonCode
 	// Field is the JSON path of the offending field, when there is one.
 	Field string
-	// Reason is a human-readable explanation. It never quotes a sensitive
-	// value.
+	// Reason is a human-readable statement of the rule, for example the
+	// allowed values or the limit.
 	Reason string
 }
 

@@ -52,7 +52,7 @@ func Validate(c *Command) *Rejection { return ValidateWith(c, DefaultRules) }
 // ValidateWith checks a decoded command against its channel's rules.
 func ValidateWith(c *Command, rules Rules) *Rejection {
 	if !c.Channel.Valid() {
-		return reject(ReasonInvalidChannel, "channel", "unknown channel %q", c.Channel)
+		return reject(ReasonInvalidChannel, "channel", "must be one of %v", Channels)
 	}
 	if !validAccountName(c.Account) {
 		return reject(ReasonInvalidAccount, "account", "must be 1-64 letters, digits, '_', '-' or '.'")
@@ -83,6 +83,7 @@ func ValidateWith(c *Command, rules Rules) *Rejection {
 func validateEcommerce(c *Command) *Rejection {
 	return first(
 		required("sub_mchid", c.SubMchID, 32),
+		mchID("sub_mchid", c.SubMchID),
 		// account_type is optional for the e-commerce API (BASIC when absent).
 		optionalEnum("account_type", c.AccountType, wechatAccountTypes),
 		maxLen("remark", c.Remark, 56),
@@ -102,11 +103,13 @@ func validatePlatform(c *Command) *Rejection {
 func validateCancel(c *Command) *Rejection {
 	if r := first(
 		required("sub_mchid", c.SubMchID, 32),
+		mchID("sub_mchid", c.SubMchID),
 		required("out_account_type", c.OutAccountType, 0),
 		optionalEnum("out_account_type", c.OutAccountType, cancelOutAccountTypes),
 		required("payee_type", c.PayeeType, 0),
 		optionalEnum("payee_type", c.PayeeType, cancelPayeeTypes),
 		maxLen("payee_mchid", c.PayeeMchID, 32),
+		mchID("payee_mchid", c.PayeeMchID),
 		maxLen("remark", c.Remark, 1024),
 	); r != nil {
 		return r
@@ -115,7 +118,7 @@ func validateCancel(c *Command) *Rejection {
 	case c.PayeeType == "INDIVIDUAL" && c.PayeeMchID != "":
 		return reject(ReasonPayeeMchIDNotAllowed, "payee_mchid", "must be empty when payee_type is INDIVIDUAL")
 	case c.PayeeType != "INDIVIDUAL" && c.PayeeMchID == "":
-		return reject(ReasonPayeeMchIDRequired, "payee_mchid", "required when payee_type is %s", c.PayeeType)
+		return reject(ReasonPayeeMchIDRequired, "payee_mchid", "required unless payee_type is INDIVIDUAL")
 	case c.PayeeType == "CONTRIBUTION_MERCHANT" && c.PayeeMchID != c.SubMchID:
 		return reject(ReasonPayeeMchIDMismatch, "payee_mchid", "must equal sub_mchid when payee_type is CONTRIBUTION_MERCHANT")
 	}
@@ -209,7 +212,7 @@ func validateAllinpay(c *Command, rules Rules) *Rejection {
 		sum += d.Amount // cannot overflow: ≤ 100 details of < 1e14 each
 	}
 	if c.Amount != 0 && c.Amount != sum {
-		return reject(ReasonAmountMismatch, "amount", "amount %d is not the sum of the details (%d)", c.Amount, sum)
+		return reject(ReasonAmountMismatch, "amount", "must be absent or the sum of the details' amounts")
 	}
 	return nil
 }
@@ -221,7 +224,7 @@ func validateTotal(c *Command) *Rejection {
 		return reject(ReasonInvalidAmount, "amount", "must be a positive number of fen")
 	}
 	if limit := c.Channel.MaxAmountFen(); total > limit {
-		return reject(ReasonAmountOverLimit, "amount", "%d fen exceeds the channel limit of %d fen", total, limit)
+		return reject(ReasonAmountOverLimit, "amount", "exceeds the channel limit of %d fen", limit)
 	}
 	return nil
 }
@@ -271,7 +274,7 @@ func notAllowed(c *Command) *Rejection {
 	// Report in a fixed order so the same command always gets the same reason.
 	for _, f := range []string{"sub_mchid", "account_type", "bank_memo", "remark", "out_account_type", "payee_type", "payee_mchid", "payee_info", "proof_media_list", "additional_materials", "details"} {
 		if set[f] {
-			return reject(ReasonFieldNotAllowed, f, "not a field of channel %s", c.Channel)
+			return reject(ReasonFieldNotAllowed, f, "not a field of the command's channel")
 		}
 	}
 	return nil
@@ -302,14 +305,13 @@ func required(field, v string, max int) *Rejection {
 	return nil
 }
 
-// sensitive requires a payee value that fits one RSA-OAEP block. The
-// reason never quotes the value.
+// sensitive requires a payee value that fits one RSA-OAEP block.
 func sensitive(field, v string) *Rejection {
 	if v == "" {
 		return reject(ReasonFieldRequired, field, "required")
 	}
 	if len(v) > maxSensitiveBytes {
-		return reject(ReasonFieldTooLong, field, "%d bytes, at most %d (one RSA-OAEP block)", len(v), maxSensitiveBytes)
+		return reject(ReasonFieldTooLong, field, "longer than %d bytes of UTF-8 (one RSA-OAEP block)", maxSensitiveBytes)
 	}
 	return nil
 }
@@ -317,8 +319,19 @@ func sensitive(field, v string) *Rejection {
 // maxLen rejects a value longer than max characters (not bytes: the
 // providers count 汉字 as one).
 func maxLen(field, v string, max int) *Rejection {
-	if n := utf8.RuneCountInString(v); n > max {
-		return reject(ReasonFieldTooLong, field, "%d characters, at most %d", n, max)
+	if utf8.RuneCountInString(v) > max {
+		return reject(ReasonFieldTooLong, field, "longer than %d characters", max)
+	}
+	return nil
+}
+
+// mchID rejects a merchant number that is not ASCII digits only, as WeChat
+// Pay's are; an empty one is left to required.
+func mchID(field, v string) *Rejection {
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return reject(ReasonInvalidMchID, field, "must be digits only")
+		}
 	}
 	return nil
 }
@@ -332,7 +345,7 @@ func optionalEnum(field, v string, allowed []string) *Rejection {
 			return nil
 		}
 	}
-	return reject(ReasonInvalidEnum, field, "%q is not one of %v", v, allowed)
+	return reject(ReasonInvalidEnum, field, "must be one of %v", allowed)
 }
 
 func first(rs ...*Rejection) *Rejection {

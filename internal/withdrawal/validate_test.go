@@ -100,6 +100,11 @@ func TestValidationRules(t *testing.T) {
 		{"wrong channel type", ChannelWeChatPlatform, func(m map[string]any) { m["channel"] = 3 }, ReasonInvalidFieldType, "channel"},
 		{"unknown field", ChannelWeChatPlatform, func(m map[string]any) { m["amout"] = 1 }, ReasonUnknownField, "amout"},
 		{"proof list not an object", ChannelWeChatCancel, func(m map[string]any) { m["proof_media_list"] = []any{1} }, ReasonInvalidFieldType, "proof_media_list"},
+		{"proof list null", ChannelWeChatCancel, func(m map[string]any) { m["proof_media_list"] = nil }, ReasonInvalidFieldType, "proof_media_list"},
+		{"other casing", ChannelWeChatPlatform, func(m map[string]any) { m["Amount"] = 5; delete(m, "amount") }, ReasonUnknownField, "Amount"},
+		{"duplicate inside payee_info", ChannelWeChatCancel, func(m map[string]any) {
+			m["payee_info"] = json.RawMessage(`{"account_type":"ACCOUNT_TYPE_CORPORATE","account_type":"ACCOUNT_TYPE_PRIVATE"}`)
+		}, ReasonDuplicateField, "payee_info.account_type"},
 
 		// Identity.
 		{"unknown channel", ChannelWeChatPlatform, func(m map[string]any) { m["channel"] = "alipay" }, ReasonInvalidChannel, "channel"},
@@ -125,6 +130,14 @@ func TestValidationRules(t *testing.T) {
 		// Required, lengths, enums.
 		{"ecommerce no sub_mchid", ChannelWeChatEcommerce, func(m map[string]any) { delete(m, "sub_mchid") }, ReasonFieldRequired, "sub_mchid"},
 		{"ecommerce long sub_mchid", ChannelWeChatEcommerce, func(m map[string]any) { m["sub_mchid"] = strings.Repeat("1", 33) }, ReasonFieldTooLong, "sub_mchid"},
+		{"ecommerce sub_mchid with a letter", ChannelWeChatEcommerce, func(m map[string]any) { m["sub_mchid"] = "19000001O9" }, ReasonInvalidMchID, "sub_mchid"},
+		{"ecommerce sub_mchid with a space", ChannelWeChatEcommerce, func(m map[string]any) { m["sub_mchid"] = "1900000109 " }, ReasonInvalidMchID, "sub_mchid"},
+		{"cancel sub_mchid with full-width digits", ChannelWeChatCancel, func(m map[string]any) { m["sub_mchid"] = "１９００" }, ReasonInvalidMchID, "sub_mchid"},
+		{"cancel payee_mchid with a dash", ChannelWeChatCancel, func(m map[string]any) { m["payee_mchid"] = "1900-0110" }, ReasonInvalidMchID, "payee_mchid"},
+		{"cancel payee_mchid of a contribution with a letter", ChannelWeChatCancel, func(m map[string]any) {
+			m["payee_type"] = "CONTRIBUTION_MERCHANT"
+			m["sub_mchid"], m["payee_mchid"] = "19000001a9", "19000001a9"
+		}, ReasonInvalidMchID, "sub_mchid"},
 		{"ecommerce long remark", ChannelWeChatEcommerce, func(m map[string]any) { m["remark"] = strings.Repeat("备", 57) }, ReasonFieldTooLong, "remark"},
 		{"ecommerce bad account_type", ChannelWeChatEcommerce, func(m map[string]any) { m["account_type"] = "basic" }, ReasonInvalidEnum, "account_type"},
 		{"platform no account_type", ChannelWeChatPlatform, func(m map[string]any) { delete(m, "account_type") }, ReasonFieldRequired, "account_type"},
