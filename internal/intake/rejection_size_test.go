@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -79,13 +80,17 @@ func TestRejectionEventSize(t *testing.T) {
 	}
 }
 
-// TestRejectionReasonBounded: a reason quoting a long value is cut, at a
-// character boundary.
+// TestRejectionReasonBounded: a long reason is cut, at a character
+// boundary; a long value is not quoted at all.
 func TestRejectionReasonBounded(t *testing.T) {
 	cmd := &withdrawal.Command{Channel: withdrawal.Channel(strings.Repeat("é", 5000)), OutRequestNo: "A"}
 	r := (&Intake{}).validate(cmd)
-	ev := rejectionEvent(cmd, "", r, time.Now())
-	if len(ev.Reason) > maxReasonBytes || !strings.HasSuffix(ev.Reason, "…") || !strings.HasPrefix(ev.Reason, "channel: unknown channel") {
+	if ev := rejectionEvent(cmd, "", r, time.Now()); len(ev.Reason) > maxReasonBytes || strings.Contains(ev.Reason, "éé") {
+		t.Errorf("reason of %d bytes: %.80q…", len(ev.Reason), ev.Reason)
+	}
+	long := &withdrawal.Rejection{Code: "C", Field: "f", Reason: strings.Repeat("é", 5000)}
+	ev := rejectionEvent(cmd, "", long, time.Now())
+	if len(ev.Reason) > maxReasonBytes || !strings.HasSuffix(ev.Reason, "…") || !strings.HasPrefix(ev.Reason, "f: é") || !utf8.ValidString(ev.Reason) {
 		t.Errorf("reason of %d bytes: %.80q…", len(ev.Reason), ev.Reason)
 	}
 	short := rejectionEvent(&withdrawal.Command{Channel: "x", OutRequestNo: "A"}, "", &withdrawal.Rejection{Code: "C", Field: "f", Reason: "r"}, time.Now())
