@@ -53,6 +53,9 @@ type Account struct {
 	// EncryptWith chooses the key for sensitive fields: "public_key"
 	// (default when PublicKeyID is set) or "certificate".
 	EncryptWith string `yaml:"encrypt_with"`
+	// CancelStates overrides withdrawl_apply.state → internal state entries
+	// of the cancelled-merchant withdraw, whose value set is unconfirmed.
+	CancelStates map[string]withdrawal.State `yaml:"cancel_states"`
 
 	// Allinpay.
 	AppID                 string `yaml:"app_id"`
@@ -179,7 +182,9 @@ func (a *Account) Normalize() error {
 		default:
 			errs = append(errs, fmt.Errorf("account %q: encrypt_with must be public_key or certificate", a.Name))
 		}
+		errs = append(errs, checkStates(a.Name, "cancel_states", a.CancelStates)...)
 	case ProtocolAllinpay:
+		errs = append(errs, checkStates(a.Name, "allinpay_statuses", a.AllinpayStatuses)...)
 		if len(a.Channels) == 0 {
 			a.Channels = []withdrawal.Channel{withdrawal.ChannelAllinpayShopoint}
 		}
@@ -200,6 +205,20 @@ func (a *Account) Normalize() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkStates refuses a status override to a state a provider status
+// cannot mean.
+func checkStates(account, key string, m map[string]withdrawal.State) []error {
+	var errs []error
+	for status, st := range m {
+		switch st {
+		case withdrawal.StateSubmitted, withdrawal.StateSucceeded, withdrawal.StateFailed, withdrawal.StateReversed:
+		default:
+			errs = append(errs, fmt.Errorf("account %q: %s: %q maps to %q; want SUBMITTED, SUCCEEDED, FAILED or REVERSED", account, key, status, st))
+		}
+	}
+	return errs
 }
 
 // DefaultAllinpayQueryMethod is the assumed name of Allinpay's withdraw

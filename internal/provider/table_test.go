@@ -235,6 +235,8 @@ accounts:
 		"no verify key": "accounts: [{provider: wechatpay, base_url: 'https://x', mchid: '1', cert_serial: a, private_key_file: k}]",
 		"bad provider":  "accounts: [{provider: paypal}]",
 		"relative url":  "accounts: [{provider: allinpay, base_url: x, app_id: a, private_key_file: k, allinpay_public_key_file: p}]",
+		"cancel state":  "accounts: [{provider: wechatpay, base_url: 'https://x', mchid: '1', cert_serial: a, private_key_file: k, platform_cert_files: [c], cancel_states: {X: ACCEPTED}}]",
+		"cert, no cert": "accounts: [{provider: wechatpay, base_url: 'https://x', mchid: '1', cert_serial: a, private_key_file: k, public_key_id: P, public_key_file: p, encrypt_with: certificate}]",
 	} {
 		if _, err := ParseConfig([]byte(y)); err == nil {
 			t.Errorf("%s: accepted", name)

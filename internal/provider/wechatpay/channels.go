@@ -186,13 +186,23 @@ func (p *Channel) query(ctx context.Context, path, outRequestNo string) provider
 	r.Kind = provider.KindAccepted
 	r.ProviderRef, r.ProviderStatus, r.Amount, r.Reason, r.Solution = a.WithdrawID, a.Status, a.Amount, a.Reason, a.Solution
 	r.OutRequestNo, r.SubMchID = a.OutRequestNo, a.SubMchID
-	if m, ok := provider.MapStatus(p.ch, a.Status); ok {
+	if m, ok := p.mapStatus(a.Status); ok {
 		r.State, r.Resubmit = m.State, m.Resubmit
 	} else {
 		// An undocumented status: keep the state, record the raw value.
 		p.c.log.WarnContext(ctx, "wechatpay: unmapped status", "channel", p.ch, "status", a.Status)
 	}
 	return r
+}
+
+// mapStatus maps a status of the channel: the answer table, with the
+// account's overrides for the cancel application's unconfirmed states.
+func (p *Channel) mapStatus(status string) (provider.StatusMapping, bool) {
+	if p.ch == withdrawal.ChannelWeChatCancel {
+		m, ok := p.c.cancelStates[status]
+		return m, ok
+	}
+	return provider.MapStatus(p.ch, status)
 }
 
 func (p *Channel) logOutcome(ctx context.Context, op, outRequestNo string, o provider.Outcome) {

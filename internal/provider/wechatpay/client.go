@@ -103,13 +103,16 @@ type Options struct {
 
 // Client talks to WeChat Pay for one account. It is safe for concurrent use.
 type Client struct {
-	acct     provider.Account
-	base     string
-	creds    *Credentials
-	verifier *Verifier
-	http     *http.Client
-	now      func() time.Time
-	log      *slog.Logger
+	acct provider.Account
+	// cancelStates maps the cancel application's state: the table's
+	// unconfirmed rows with the account's overrides.
+	cancelStates map[string]provider.StatusMapping
+	base         string
+	creds        *Credentials
+	verifier     *Verifier
+	http         *http.Client
+	now          func() time.Time
+	log          *slog.Logger
 }
 
 // New returns a client for an account with parsed credentials.
@@ -141,6 +144,10 @@ func New(acct provider.Account, creds *Credentials, opts Options) (*Client, erro
 		c.acct.Timeout = provider.DefaultTimeout
 	}
 	c.verifier = &Verifier{Keys: creds.Keys, Now: c.now}
+	c.cancelStates = provider.StatusTable(withdrawal.ChannelWeChatCancel)
+	for k, st := range acct.CancelStates {
+		c.cancelStates[k] = provider.StatusMapping{State: st}
+	}
 	return c, nil
 }
 

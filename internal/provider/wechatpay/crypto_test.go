@@ -18,6 +18,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
 var (
@@ -215,5 +218,32 @@ func TestGCMRoundTrip(t *testing.T) {
 	}
 	if _, err := DecryptResource(key[:16], r); err == nil {
 		t.Fatal("short key must fail")
+	}
+}
+
+// TestCancelStatesOverride: the cancel application's unconfirmed states
+// follow the account's cancel_states; other channels keep the table.
+func TestCancelStatesOverride(t *testing.T) {
+	merchant, _ := testKeys(t)
+	creds := &Credentials{Signer: &Signer{MchID: "1", Serial: "S", Key: merchant}, Keys: NewKeyStore()}
+	acct := provider.Account{Name: "a", BaseURL: "https://example.invalid",
+		CancelStates: map[string]withdrawal.State{"PAY_FAIL": withdrawal.StateSubmitted, "NEW_STATE": withdrawal.StateSucceeded}}
+	c, err := New(acct, creds, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel, _ := c.Provider(withdrawal.ChannelWeChatCancel)
+	for status, want := range map[string]withdrawal.State{"PAY_FAIL": withdrawal.StateSubmitted, "NEW_STATE": withdrawal.StateSucceeded,
+		"SUBMITTED": withdrawal.StateSubmitted, "BANK_REFUNDED": withdrawal.StateReversed} {
+		if m, ok := cancel.mapStatus(status); !ok || m.State != want {
+			t.Errorf("cancel %s: %+v %v, want %s", status, m, ok, want)
+		}
+	}
+	platform, _ := c.Provider(withdrawal.ChannelWeChatPlatform)
+	if _, ok := platform.mapStatus("NEW_STATE"); ok {
+		t.Error("an override of the cancel channel leaked into the platform channel")
+	}
+	if m, _ := provider.MapStatus(withdrawal.ChannelWeChatCancel, "PAY_FAIL"); m.State != withdrawal.StateFailed {
+		t.Error("an account's override changed the shared table")
 	}
 }
