@@ -61,6 +61,7 @@ func OpenMySQL(ctx context.Context, dsn string, pool PoolOptions) (*DB, error) {
 		return nil, errors.New("open mysql: empty DSN")
 	}
 	dsn = withDefaultParams(dsn, map[string]string{"parseTime": "true", "loc": "UTC", "charset": "utf8mb4", "interpolateParams": "true"})
+	dsn = withParam(dsn, "timeTruncate", "1us") // TimePrecision
 	g, err := gorm.Open(mysql.New(mysql.Config{DSN: dsn, DefaultStringSize: 191}), gormConfig())
 	if err != nil {
 		return nil, fmt.Errorf("open mysql: %w", err)
@@ -129,6 +130,26 @@ func (db *DB) Close() error {
 }
 
 // withDefaultParams appends query parameters the DSN does not already set.
+// TimePrecision is the precision of every DATETIME(6) column. Every time the
+// product sends is cut to it, whatever the DSN says: an interpolated
+// literal with nanoseconds ('… 13:09:37.004400170') does not match the
+// column's type, and MariaDB then uses only the state part of
+// (state, next_attempt_at), so an idle poller walked every SUCCEEDED row on
+// each sweep.
+const TimePrecision = time.Microsecond
+
+// withParam sets a DSN parameter, replacing any value the DSN gives it.
+func withParam(dsn, key, value string) string {
+	base, query, _ := strings.Cut(dsn, "?")
+	var kept []string
+	for _, kv := range strings.Split(query, "&") {
+		if k, _, _ := strings.Cut(kv, "="); kv != "" && k != key {
+			kept = append(kept, kv)
+		}
+	}
+	return base + "?" + strings.Join(append(kept, key+"="+value), "&")
+}
+
 func withDefaultParams(dsn string, params map[string]string) string {
 	base, query, _ := strings.Cut(dsn, "?")
 	present := map[string]bool{}

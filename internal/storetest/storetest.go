@@ -5,7 +5,9 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -107,4 +109,62 @@ func SQLite(t testing.TB) *store.DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// MySQLOneConnection is a migrated MySQL database opened with a pool of one
+// connection, so that the session's status counters (IndexRowsRead) are the
+// code's own.
+func MySQLOneConnection(t testing.TB) *store.DB {
+	t.Helper()
+	_, dsn := MySQL(t, store.PoolOptions{})
+	db, err := store.OpenMySQL(context.Background(), dsn, store.PoolOptions{MaxOpen: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// FillWithdrawals inserts n withdrawals of the platform channel in state,
+// due at `at`, with one INSERT … SELECT over MariaDB's sequence engine, as
+// months of history would leave them; then it refreshes the statistics.
+func FillWithdrawals(t testing.TB, db *store.DB, state withdrawal.State, n int, at time.Time) {
+	t.Helper()
+	prefix := fmt.Sprintf("%s%s%09d-", state[:3], state[len(state)-3:], at.UnixNano()%1e9)
+	err := db.Exec(`INSERT INTO withdrawals (id, channel, account, out_request_no, merchant_key, amount, params_hash, params,
+			state, version, next_attempt_at, created_at, updated_at, final_at, first_sent_at)
+		SELECT LEFT(CONCAT(?, seq), 36), 'wechatpay_platform', 'default', LEFT(CONCAT(?, seq), 32), 'wechatpay_platform/default',
+			100, REPEAT('0', 64), '{}', ?, 3, ?, ?, ?, ?, ?
+		FROM seq_1_to_`+strconv.Itoa(n), prefix, prefix, string(state), at, at.Add(-48*time.Hour), at.Add(-48*time.Hour),
+		at.Add(-24*time.Hour), at.Add(-48*time.Hour)).Error
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec("ANALYZE TABLE withdrawals").Error; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// IndexRowsRead is the session's count of index entries scans walked beyond
+// their starting points: returned to the server (Handler_read_next) or
+// filtered by the index condition inside the engine (Handler_icp_attempts).
+// Read it before and after the code under test on a MySQLOneConnection
+// database: the difference is what the code's scans read.
+func IndexRowsRead(t testing.TB, db *store.DB) int64 {
+	t.Helper()
+	rows, err := db.Raw("SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_next', 'Handler_read_prev', 'Handler_icp_attempts')").Rows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var total int64
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			t.Fatal(err)
+		}
+		total += v
+	}
+	return total
 }
