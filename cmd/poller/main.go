@@ -103,17 +103,18 @@ func run(args []string) error {
 	}
 
 	poller, err := poll.New(db, registry, poll.Options{
-		Instance:      cfg.InstanceID,
-		Rules:         rules,
-		SweepSpec:     fmt.Sprintf("@every %s", cfg.PollInterval.Truncate(time.Second)),
-		DailySpec:     cfg.PollDailySpec,
-		BatchSize:     cfg.PollBatchSize,
-		Concurrency:   cfg.PollConcurrency,
-		QueryRate:     cfg.PollQueryRate,
-		FollowUpShare: cfg.PollFollowUpShare,
-		Retention:     retention,
-		Logger:        log,
-		Metrics:       poll.NewMetrics(reg),
+		Instance:          cfg.InstanceID,
+		Rules:             rules,
+		SweepSpec:         fmt.Sprintf("@every %s", cfg.PollInterval.Truncate(time.Second)),
+		DailySpec:         cfg.PollDailySpec,
+		BatchSize:         cfg.PollBatchSize,
+		Concurrency:       cfg.PollConcurrency,
+		QueryRate:         cfg.PollQueryRate,
+		FollowUpShare:     cfg.PollFollowUpShare,
+		AttemptsRetention: cfg.AttemptsRetention,
+		Retention:         retention,
+		Logger:            log,
+		Metrics:           poll.NewMetrics(reg),
 	})
 	if err != nil {
 		return err

@@ -61,6 +61,7 @@ type Config struct {
 	PollConcurrency   int
 	PollQueryRate     float64
 	PollFollowUpShare float64
+	AttemptsRetention time.Duration
 
 	// AdminTokenFile holds the bearer token of the admin API (package
 	// admin); empty: the admin API is not mounted.
@@ -96,6 +97,7 @@ func (c *Config) settings() []setting {
 		{"intake-batch-wait", "WITHDRAW_INTAKE_BATCH_WAIT", "20ms", "longest wait for a batch to fill once its first command arrived", duration(&c.IntakeBatchWait)},
 		{"relay", "WITHDRAW_RELAY", "true", "run the outbox relay (events to Kafka) in this process; many instances are safe", boolean(&c.RelayEnabled)},
 		{"outbox-retention", "WITHDRAW_OUTBOX_RETENTION", "168h", "how long published outbox rows are kept before the daily job deletes them", duration(&c.OutboxRetention)},
+		{"attempts-retention", "WITHDRAW_ATTEMPTS_RETENTION", "4320h", "how long the audit of provider calls (withdrawal_attempts) is kept before the poller's daily job deletes it; negative keeps it forever", duration(&c.AttemptsRetention)},
 		{"dispatch", "WITHDRAW_DISPATCH", "true", "run the dispatcher (submissions to the providers) in this process", boolean(&c.DispatchEnabled)},
 		{"dispatch-max-in-flight", "WITHDRAW_DISPATCH_MAX_IN_FLIGHT", "64", "most concurrent provider calls of this instance", integer(&c.DispatchMaxInFlight)},
 		{"dispatch-per-merchant", "WITHDRAW_DISPATCH_PER_MERCHANT", "1", "most in-flight submissions per merchant across ALL instances (per-account overrides in the config file)", integer(&c.DispatchPerMerchant)},

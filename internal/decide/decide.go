@@ -394,32 +394,22 @@ func (d Decider) PreQuery(w *store.Withdrawal, now time.Time) (Decision, bool) {
 
 // nextPoll is when to query a withdrawal again whose status did not change:
 // schedule.NextPoll with the round number derived from how long the status
-// has been unchanged, so no counter needs storing. A succeeded withdrawal
-// is queried a last time when its follow-up ends and leaves the sweep
-// after that answer; a submitted one leaves at the end of the query window.
+// has been unchanged, so no counter needs storing; a submitted one leaves
+// at the end of the query window. A succeeded withdrawal follows
+// FollowUpSchedule (nextFollowUp).
 func (d Decider) nextPoll(w *store.Withdrawal, now time.Time) time.Time {
 	r := d.Rules
 	ch := withdrawal.Channel(w.Channel)
-	var anchor, end time.Time
-	switch transition.Resting(w) {
-	case withdrawal.StateSucceeded:
-		anchor = SucceededAt(w)
+	if transition.Resting(w) == withdrawal.StateSucceeded {
 		if !Follows(ch) {
 			return FarFuture
 		}
-		end = anchor.Add(r.FollowSucceeded)
-		if r.QueryWindow > 0 {
-			// The last query must fall inside the provider's query window,
-			// counted from the order's creation: our first send is no later.
-			if last := FirstSent(w, now).Add(r.QueryWindow); last.Before(end) {
-				end = last
-			}
-		}
-	default:
-		anchor = r.QueryableAt(ch, FirstSent(w, now))
-		if r.QueryWindow > 0 {
-			end = FirstSent(w, now).Add(r.QueryWindow)
-		}
+		return d.nextFollowUp(w, SucceededAt(w), now)
+	}
+	anchor := r.QueryableAt(ch, FirstSent(w, now))
+	var end time.Time
+	if r.QueryWindow > 0 {
+		end = FirstSent(w, now).Add(r.QueryWindow)
 	}
 	base := r.PollMin
 	if ch == withdrawal.ChannelWeChatCancel && r.CancelPollMin > base {
@@ -435,6 +425,39 @@ func (d Decider) nextPoll(w *store.Withdrawal, now time.Time) time.Time {
 	return next
 }
 
+// FollowUpSchedule is when a succeeded WeChat withdrawal is queried for a
+// bank refund (退票), as fractions of the follow-up (Rules.FollowSucceeded,
+// 30 days: after 1 h, 6 h, 1, 2, 4, 7, 14 and 21 days), then once more at
+// its end: dense in the first days, when banks return payments, sparse
+// later — nine queries in all instead of one every PollMax. Callbacks
+// (e-commerce and platform) report a refund at once; the cancel channel
+// has only these queries.
+var FollowUpSchedule = []float64{1.0 / 720, 1.0 / 120, 1.0 / 30, 2.0 / 30, 4.0 / 30, 7.0 / 30, 14.0 / 30, 21.0 / 30}
+
+// nextFollowUp is the next refund query of a withdrawal that succeeded at
+// `succeeded`: the next point of FollowUpSchedule, else the last query at
+// the end of the follow-up — never later than the provider's query window,
+// counted from the order's creation, which our first send precedes — and
+// FarFuture once that end has passed (after its answered query).
+func (d Decider) nextFollowUp(w *store.Withdrawal, succeeded, now time.Time) time.Time {
+	r := d.Rules
+	end := succeeded.Add(r.FollowSucceeded)
+	if r.QueryWindow > 0 {
+		if last := FirstSent(w, now).Add(r.QueryWindow); last.Before(end) {
+			end = last
+		}
+	}
+	if !now.Before(end) {
+		return FarFuture
+	}
+	for _, f := range FollowUpSchedule {
+		if at := succeeded.Add(time.Duration(f * float64(r.FollowSucceeded))); at.After(now) && at.Before(end) {
+			return at
+		}
+	}
+	return end
+}
+
 // nextAfterFound is the next look at a withdrawal that the provider just
 // acknowledged as `to`: a succeeded WeChat withdrawal is followed for
 // refunds, a submitted one is queried at the provider's first meaningful
@@ -445,7 +468,7 @@ func (d Decider) nextAfterFound(w *store.Withdrawal, to withdrawal.State, now ti
 	switch to {
 	case withdrawal.StateSucceeded:
 		if Follows(ch) {
-			return r.NextPoll(ch, now, 1)
+			return d.nextFollowUp(w, now, now)
 		}
 	case withdrawal.StateSubmitted:
 		if at := r.QueryableAt(ch, FirstSent(w, now)); at.After(now) {

@@ -275,3 +275,33 @@ func TestCallbackDuringSubmissionIsNoAlarm(t *testing.T) {
 		t.Error("FAIL after SUCCESS must alert")
 	}
 }
+
+// TestFollowUpIsAHandfulOfQueries: a succeeded WeChat withdrawal is queried
+// a handful of times over its 30-day follow-up, densely at first, the last
+// time at the end; then it leaves the sweep.
+func TestFollowUpIsAHandfulOfQueries(t *testing.T) {
+	r := dec.Rules
+	succeeded := t0
+	w := row(withdrawal.ChannelWeChatPlatform, withdrawal.StateSucceeded, t0.Add(-time.Hour))
+	w.FinalAt = &succeeded
+	var at []time.Duration
+	now := dec.nextAfterFound(w, withdrawal.StateSucceeded, succeeded)
+	for i := 0; !now.Equal(FarFuture); i++ {
+		if i > 50 {
+			t.Fatal("the follow-up never ends")
+		}
+		at = append(at, now.Sub(succeeded))
+		now = dec.Observed(w, SourceQuery, found(withdrawal.ChannelWeChatPlatform, "SUCCESS"), now, nil).Change.NextAttemptAt
+	}
+	if len(at) < 5 || len(at) > 10 {
+		t.Errorf("%d follow-up queries %v, want a handful", len(at), at)
+	}
+	if at[0] > 2*time.Hour || at[len(at)-1] != r.FollowSucceeded {
+		t.Errorf("follow-up queries at %v: want the first within hours, the last at the end (%v)", at, r.FollowSucceeded)
+	}
+	for i := 1; i < len(at); i++ {
+		if at[i] <= at[i-1] {
+			t.Errorf("queries not in order: %v", at)
+		}
+	}
+}

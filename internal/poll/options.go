@@ -55,6 +55,11 @@ type Options struct {
 	// Retention, when set, is called by the daily job (the outbox relay's
 	// purge of published rows). It returns the number of rows deleted.
 	Retention func(ctx context.Context) (int64, error)
+	// AttemptsRetention is how long the audit of provider calls
+	// (withdrawal_attempts) is kept; the daily job deletes older rows
+	// (default 180 days: twice the providers' query window; negative
+	// keeps them forever).
+	AttemptsRetention time.Duration
 
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -66,6 +71,8 @@ type Options struct {
 const (
 	DefaultSweepSpec = "@every 10s"
 	DefaultDailySpec = "0 3 * * *"
+	// DefaultAttemptsRetention is AttemptsRetention's default.
+	DefaultAttemptsRetention = 180 * 24 * time.Hour
 	// DefaultFollowUpShare is FollowUpShare's default.
 	DefaultFollowUpShare = 0.25
 )
@@ -88,6 +95,9 @@ func (o *Options) defaults() {
 	optdefault.NonPositive(&o.UnknownStuckAfter, 24*time.Hour)
 	optdefault.NonPositive(&o.AcceptedStuckAfter, time.Hour)
 	optdefault.NonPositive(&o.StuckLogLimit, 1000)
+	if o.AttemptsRetention == 0 {
+		o.AttemptsRetention = DefaultAttemptsRetention
+	}
 	optdefault.Zero(&o.Logger, slog.Default())
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)

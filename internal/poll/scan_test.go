@@ -8,6 +8,7 @@ import (
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
+	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
@@ -38,5 +39,40 @@ func TestIdleSweepReadsNoRowThatIsNotDue(t *testing.T) {
 	}
 	if read := storetest.IndexRowsRead(t, db) - before; read > 50 {
 		t.Errorf("5 idle sweeps read %d index rows over 6,000 rows that are not due, want none", read)
+	}
+}
+
+// TestDailyJobPurgesOldAudit: the daily job deletes audit rows older than
+// the retention, in batches, and keeps the recent ones.
+func TestDailyJobPurgesOldAudit(t *testing.T) {
+	r := newRig(t, sandbox.Options{})
+	id := r.seed(providertest.Command(withdrawal.ChannelWeChatPlatform, "AU1", 100))["AU1"]
+	now := time.Now().UTC()
+	var rows []store.Attempt
+	for i := range 2500 {
+		at := now.Add(-200 * 24 * time.Hour).Add(time.Duration(i) * time.Second)
+		if i >= 2400 {
+			at = now.Add(-time.Hour)
+		}
+		rows = append(rows, store.Attempt{WithdrawalID: id, Operation: "query", StartedAt: at, Outcome: "ACCEPTED", Instance: "p"})
+	}
+	if err := store.InsertAttempts(context.Background(), r.db.DB, rows); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := r.poller("p1", poll.Options{AttemptsRetention: 180 * 24 * time.Hour})
+	if err := p.Daily(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	left, err := store.AttemptsOf(context.Background(), r.db.DB, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 100 {
+		t.Errorf("%d audit rows left, want the 100 recent ones", len(left))
+	}
+	for _, a := range left {
+		if a.StartedAt.Before(now.Add(-2 * time.Hour)) {
+			t.Errorf("an old audit row survived: %v", a.StartedAt)
+		}
 	}
 }

@@ -135,8 +135,43 @@ func (p *Poller) Daily(ctx context.Context) error {
 		}
 		p.log.Info("retention done", "deleted", n)
 	}
+	if leader && p.opts.AttemptsRetention > 0 {
+		n, err := p.purgeAttempts(ctx, p.opts.Now().Add(-p.opts.AttemptsRetention))
+		p.opts.Metrics.retentionRows.Add(float64(n))
+		if err != nil {
+			p.opts.Metrics.dailyFailures.Inc()
+			return fmt.Errorf("audit retention: %w", err)
+		}
+		p.log.Info("audit retention done", "deleted", n, "older_than", p.opts.AttemptsRetention)
+	}
 	p.opts.Metrics.dailyLastRun.Set(float64(time.Now().Unix()))
 	return nil
+}
+
+// attemptsPurgeBatch and attemptsPurgePause bound the audit retention's
+// statements: each deletes at most a batch by primary key, and the pause
+// lets the intake's and the dispatcher's inserts through.
+const (
+	attemptsPurgeBatch = 1000
+	attemptsPurgePause = 50 * time.Millisecond
+)
+
+// purgeAttempts deletes the audit rows that started before cutoff, in
+// batches, and returns how many it deleted.
+func (p *Poller) purgeAttempts(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		n, err := store.PurgeAttempts(ctx, p.db.DB, cutoff, attemptsPurgeBatch)
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(attemptsPurgePause):
+		}
+	}
 }
 
 // tryLock takes the daily job's named lock without waiting (MySQL only;
