@@ -113,7 +113,7 @@ func (c *Config) settings() []setting {
 		{"poll-daily-spec", "WITHDRAW_POLL_DAILY_SPEC", "0 3 * * *", "poller: cron spec (Beijing time) of the daily stuck report and retention", str(&c.PollDailySpec)},
 		{"poll-batch-size", "WITHDRAW_POLL_BATCH_SIZE", "200", "poller: most withdrawals claimed by one sweep", integer(&c.PollBatchSize)},
 		{"poll-concurrency", "WITHDRAW_POLL_CONCURRENCY", "16", "poller: most provider queries in flight", integer(&c.PollConcurrency)},
-		{"poll-query-rate", "WITHDRAW_POLL_QUERY_RATE", "20", "poller: status queries per second per provider account of this instance", float(&c.PollQueryRate)},
+		{"poll-query-rate", "WITHDRAW_POLL_QUERY_RATE", "20", "poller: status queries per second per provider account, shared equally by the poller instances alive", float(&c.PollQueryRate)},
 		{"poll-follow-up-share", "WITHDRAW_POLL_FOLLOW_UP_SHARE", "0.25", "poller: share (0-1] of each sweep, and of the query rate, kept for refund follow-ups of succeeded withdrawals", float(&c.PollFollowUpShare)},
 		{"admin-token-file", "WITHDRAW_ADMIN_TOKEN_FILE", "", "file holding the bearer token of the admin API (/v1/withdrawals); empty: the admin API is not served", str(&c.AdminTokenFile)},
 		{"consumer-lag-interval", "WITHDRAW_CONSUMER_LAG_INTERVAL", "5s", "consumer: how often withdraw_intake_consumer_lag is recomputed from the group's committed offsets", duration(&c.ConsumerLagInterval)},

@@ -13,6 +13,7 @@ type Metrics struct {
 	callbacks     *prometheus.CounterVec
 	stuck         *prometheus.GaugeVec
 	dailyLastRun  prometheus.Gauge
+	instances     prometheus.Gauge
 	retentionRows prometheus.Counter
 	dailyFailures prometheus.Counter
 	sweepFailures prometheus.Counter
@@ -55,6 +56,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "withdraw_stuck_withdrawals",
 			Help: "Withdrawals stuck beyond their limits at the last daily report, by state and reason.",
 		}, []string{"state", "reason"}),
+		instances: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "withdraw_poll_instances",
+			Help: "Pollers sharing each provider account's query rate, as this instance last counted them.",
+		}),
 		dailyLastRun: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "withdraw_poll_daily_last_success_timestamp_seconds",
 			Help: "Unix time of the last daily job (stuck report) that completed.",
@@ -74,7 +79,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.queries, m.changes, m.sweepDuration, m.claimedPerSwp, m.dropped, m.resubmits,
-			m.callbacks, m.stuck, m.dailyLastRun, m.retentionRows, m.dailyFailures, m.sweepFailures)
+			m.callbacks, m.stuck, m.dailyLastRun, m.instances, m.retentionRows, m.dailyFailures, m.sweepFailures)
 	}
 	return m
 }

@@ -30,9 +30,11 @@ type Options struct {
 	// Concurrency is the most provider queries one instance has in flight
 	// (default 16).
 	Concurrency int
-	// QueryRate caps the queries per second per provider account of this
-	// instance (default 20/s, burst 10): the dispatcher's submissions share
-	// the provider's limits.
+	// QueryRate caps the queries per second per provider account of all
+	// poller instances together (default 20/s, burst 10): each instance
+	// takes an equal share, counting the instances alive in
+	// poller_instances on every sweep. The dispatcher's submissions share
+	// the provider's limits too.
 	QueryRate  float64
 	QueryBurst int
 	// Lease bounds how far a claim pushes next_attempt_at ahead, so that

@@ -24,6 +24,8 @@ package poll
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,8 +58,15 @@ type Poller struct {
 	decider   decide.Decider
 	log       *slog.Logger
 
-	mu       sync.Mutex
-	limiters map[string]*rate.Limiter
+	// owner names this process in poller_instances: the instance name
+	// and a per-process token, so two processes never count as one.
+	owner string
+	// interval is the sweep's period, from SweepSpec.
+	interval time.Duration
+
+	mu        sync.Mutex
+	limiters  map[string]*rate.Limiter
+	instances int // pollers sharing the query rate, as last counted
 }
 
 // New builds a poller over a migrated database and the provider accounts.
@@ -69,8 +78,26 @@ func New(db *store.DB, providers *provider.Registry, opts Options) (*Poller, err
 			return nil, fmt.Errorf("poll: cron spec %q: %w", spec, err)
 		}
 	}
+	interval, err := sweepInterval(opts.SweepSpec)
+	if err != nil {
+		return nil, err
+	}
+	token := make([]byte, 4)
+	_, _ = rand.Read(token)
 	return &Poller{db: db, providers: providers, opts: opts, decider: decide.Decider{Rules: opts.Rules},
+		owner: opts.Instance + ":" + hex.EncodeToString(token), interval: interval, instances: 1,
 		log: opts.Logger.With("component", "poller"), limiters: map[string]*rate.Limiter{}}, nil
+}
+
+// sweepInterval is the period of a sweep's cron spec: the time between
+// its next two runs.
+func sweepInterval(spec string) (time.Duration, error) {
+	sched, err := cron.ParseStandard(spec)
+	if err != nil {
+		return 0, fmt.Errorf("poll: cron spec %q: %w", spec, err)
+	}
+	next := sched.Next(time.Now())
+	return sched.Next(next).Sub(next), nil
 }
 
 // Metrics returns the poller's metrics (the callback handler counts there).
@@ -132,6 +159,7 @@ var claimColumns = []string{"id", "channel", "account", "out_request_no", "amoun
 func (p *Poller) Sweep(ctx context.Context) (SweepStats, error) {
 	start := time.Now()
 	defer func() { p.opts.Metrics.sweepDuration.Observe(time.Since(start).Seconds()) }()
+	p.share(ctx)
 	claims, err := p.claim(ctx)
 	p.opts.Metrics.claimedPerSwp.Observe(float64(len(claims)))
 	if err != nil {
@@ -470,10 +498,45 @@ func (p *Poller) limiter(account string) *rate.Limiter {
 	defer p.mu.Unlock()
 	l, ok := p.limiters[account]
 	if !ok {
-		l = rate.NewLimiter(rate.Limit(p.opts.QueryRate), p.opts.QueryBurst)
+		l = rate.NewLimiter(p.rate())
 		p.limiters[account] = l
 	}
 	return l
+}
+
+// rate is this instance's share of an account's query rate and burst.
+// Callers hold p.mu.
+func (p *Poller) rate() (rate.Limit, int) {
+	n := max(p.instances, 1)
+	return rate.Limit(p.opts.QueryRate / float64(n)), max(p.opts.QueryBurst/n, 1)
+}
+
+// share records this instance's heartbeat and divides each account's query
+// rate by the pollers alive, so that together they stay within
+// Options.QueryRate (the provider's limit) however many run. An instance
+// counts as alive for three sweep intervals. On a database error the share
+// stays as it was.
+func (p *Poller) share(ctx context.Context) {
+	now := p.opts.Now()
+	alive := now.Add(-3 * p.interval)
+	n, err := store.PollerHeartbeat(ctx, p.db.DB, p.owner, now, alive, now.Add(-24*time.Hour))
+	if err != nil {
+		p.log.Warn("poller heartbeat failed; keeping the current share of the query rate", "err", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n == p.instances {
+		return
+	}
+	p.instances = n
+	limit, burst := p.rate()
+	for _, l := range p.limiters {
+		l.SetLimit(limit)
+		l.SetBurst(burst)
+	}
+	p.opts.Metrics.instances.Set(float64(n))
+	p.log.Info("pollers sharing the query rate", "instances", n, "rate_per_account", float64(limit))
 }
 
 func insertAttempts(ctx context.Context, tx *gorm.DB, id string, attempts []store.Attempt) error {
