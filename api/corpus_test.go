@@ -170,13 +170,13 @@ var exampleCancel = []byte(`{"channel":"wechatpay_cancel","out_request_no":"2019
 // mutates one field at a time.
 func bases() map[string]string {
 	b := map[string]string{
-		"ecommerce":        `{"channel":"wechatpay_ecommerce","out_request_no":"E1","sub_mchid":"1900000109","amount":100,"account_type":"BASIC","remark":"r","bank_memo":"m"}`,
-		"ecommerce-min":    `{"channel":"wechatpay_ecommerce","out_request_no":"E1","sub_mchid":"1","amount":1}`,
-		"platform":         `{"channel":"wechatpay_platform","account":"acct-2.x_y","out_request_no":"P1","amount":100,"account_type":"FEES","remark":"r","bank_memo":"m"}`,
-		"cancel":           string(exampleCancel),
-		"allinpay":         `{"channel":"allinpay_shopoint","out_request_no":"A-1_b","amount":300,"details":[{"account_user_id":100,"amount":100,"summary":"s"},{"external_code":"abc123","amount":100},{"is_platform":true,"amount":100}]}`,
-		"allinpay-one":     `{"channel":"allinpay_shopoint","out_request_no":"A2","details":[{"is_platform":true,"amount":5}]}`,
-		"cancel-min":       `{"channel":"wechatpay_cancel","out_request_no":"C2","sub_mchid":"1900000109","amount":1,"out_account_type":"OPERATE_ACCOUNT","payee_type":"OTHER_MCH","payee_mchid":"7","payee_info":{"account_type":"ACCOUNT_TYPE_PRIVATE","bank_account_info":{"account_bank":"b","account_name":"n","account_number":"1"}}}`,
+		"ecommerce":         `{"channel":"wechatpay_ecommerce","out_request_no":"E1","sub_mchid":"1900000109","amount":100,"account_type":"BASIC","remark":"r","bank_memo":"m"}`,
+		"ecommerce-min":     `{"channel":"wechatpay_ecommerce","out_request_no":"E1","sub_mchid":"1","amount":1}`,
+		"platform":          `{"channel":"wechatpay_platform","account":"acct-2.x_y","out_request_no":"P1","amount":100,"account_type":"FEES","remark":"r","bank_memo":"m"}`,
+		"cancel":            string(exampleCancel),
+		"allinpay":          `{"channel":"allinpay_shopoint","out_request_no":"A-1_b","amount":300,"details":[{"account_user_id":100,"amount":100,"summary":"s"},{"external_code":"abc123","amount":100},{"is_platform":true,"amount":100}]}`,
+		"allinpay-one":      `{"channel":"allinpay_shopoint","out_request_no":"A2","details":[{"is_platform":true,"amount":5}]}`,
+		"cancel-min":        `{"channel":"wechatpay_cancel","out_request_no":"C2","sub_mchid":"1900000109","amount":1,"out_account_type":"OPERATE_ACCOUNT","payee_type":"OTHER_MCH","payee_mchid":"7","payee_info":{"account_type":"ACCOUNT_TYPE_PRIVATE","bank_account_info":{"account_bank":"b","account_name":"n","account_number":"1"}}}`,
 		"cancel-individual": `{"channel":"wechatpay_cancel","out_request_no":"C3","sub_mchid":"1900000109","amount":100000000,"out_account_type":"BASIC_ACCOUNT","payee_type":"INDIVIDUAL","payee_info":{"account_type":"ACCOUNT_TYPE_PRIVATE","bank_account_info":{"account_bank":"b","account_name":"n","account_number":"1","bank_name":"bn"},"identity_info":{"id_doc_type":"IDENTIFICATION_TYPE_TAIWAN_RESIDENT","identification_name":"x","identification_no":"1"}}}`,
 	}
 	return b
