@@ -88,7 +88,7 @@ func ExampleDeduper() {
 	d := withdrawapi.NewDeduper()
 	for _, ev := range []*withdrawapi.Event{
 		{EventID: "e1", Type: withdrawapi.EventAccepted, WithdrawalID: "w1", Version: 1},
-		{EventID: "e1", Type: withdrawapi.EventAccepted, WithdrawalID: "w1", Version: 1}, // redelivered
+		{EventID: "e1", Type: withdrawapi.EventAccepted, WithdrawalID: "w1", Version: 1},  // redelivered
 		{EventID: "e3", Type: withdrawapi.EventSucceeded, WithdrawalID: "w1", Version: 3}, // version 2 missed
 	} {
 		fmt.Println(ev.EventID, ev.Version, d.Observe(ev))
