@@ -13,6 +13,8 @@
 //	withdrawctl dlq replay [flags] --partition P --offset N [--value-file fixed.json] [--force]
 //	withdrawctl devkeys --dir DIR      keys for a sandbox set-up (docker-compose.yml)
 //	withdrawctl health [URL]           container health check
+//	withdrawctl schema [NAME]          print a JSON Schema of the topics' messages (api/schemas)
+//	withdrawctl validate FILE|-        check a command offline with the intake's rules
 //
 // Settings come from flags or the same WITHDRAW_* variables as the
 // services (WITHDRAW_KAFKA_BROKERS, WITHDRAW_COMMANDS_TOPIC, …,
@@ -52,7 +54,7 @@ type cli struct {
 }
 
 // exitError carries a specific exit status: 2 for a command that does not
-// validate, 3 for an admin API error.
+// validate (validate: 1, and 2 for a usage error), 3 for an admin API error.
 type exitError struct {
 	code int
 	err  error
@@ -73,6 +75,8 @@ Commands:
   dlq list     list dead-lettered commands (offset, error, first bytes)
   dlq replay   re-publish a dead letter (or a fixed version of it) to the commands topic
   devkeys      generate the keys of a development set-up with the provider sandbox (compose)
+  schema       print a JSON Schema of the topics' messages (command, command.<channel>, event, …) or the AsyncAPI document
+  validate     check a command file offline with the intake's rules (exit 0 valid, 1 invalid, 2 usage)
   health       exit 0 when a URL (default http://127.0.0.1:8080/readyz) answers 200 (container health checks)
 
 Run "withdrawctl <command> --help" for its flags. Settings are flags or the
@@ -103,6 +107,10 @@ func run(args []string, c *cli) error {
 		return c.devkeys(rest)
 	case "health":
 		return c.health(rest)
+	case "schema":
+		return c.schema(rest)
+	case "validate":
+		return c.validate(rest)
 	case "dlq":
 		if len(rest) == 0 {
 			return errors.New("dlq: want \"dlq list\" or \"dlq replay\" (see withdrawctl --help)")

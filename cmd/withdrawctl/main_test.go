@@ -48,7 +48,7 @@ func exitCode(err error) int {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"submit", "--help"}, {"show", "--help"}, {"requery", "--help"}, {"events", "--help"},
-		{"dlq", "--help"}, {"dlq", "list", "--help"}, {"dlq", "replay", "--help"},
+		{"dlq", "--help"}, {"dlq", "list", "--help"}, {"dlq", "replay", "--help"}, {"schema", "--help"}, {"validate", "--help"},
 	} {
 		out, _, err := invoke(t, nil, "", args...)
 		if err != nil && !errors.Is(err, flag.ErrHelp) {
