@@ -413,3 +413,18 @@ func TestEncryptWithFollowsTheAccount(t *testing.T) {
 		})
 	}
 }
+
+// TestForgedSubmitAnswerIsNotBelieved: a signed submit answer about another
+// order (no out_request_no, another id) is Ambiguous, on every WeChat
+// channel, and its id is not returned for storing.
+func TestForgedSubmitAnswerIsNotBelieved(t *testing.T) {
+	env := providertest.Start(t, sandbox.Options{})
+	for _, ch := range []withdrawal.Channel{withdrawal.ChannelWeChatEcommerce, withdrawal.ChannelWeChatPlatform, withdrawal.ChannelWeChatCancel} {
+		env.SetFaults(submitEndpoint[ch], sandbox.Fault{ForgedAnswer: 1})
+		_, out := provider.Submit(ctx, env.Provider(ch), providertest.Command(ch, "FORGE"+string(ch[10:13]), 100))
+		env.ClearFaults()
+		if out.Kind != provider.KindAmbiguous || out.Code != provider.CodeUnexpected || out.ProviderRef != "" {
+			t.Errorf("%s: %+v, want an ambiguous UNEXPECTED_ANSWER without a provider id", ch, out)
+		}
+	}
+}

@@ -112,10 +112,11 @@ func (p *Channel) Send(ctx context.Context, req provider.Request) provider.Outco
 		o.Kind, o.Code, o.Err, o.Alert = provider.KindAmbiguous, provider.CodeUnparseable, fmt.Errorf("submit answer: %w", err), true
 		return o
 	}
-	if a.OutRequestNo != req.OutRequestNo && (a.OutRequestNo != "" || p.ch != withdrawal.ChannelWeChatCancel) {
-		// out_request_no is a required field of the withdraw answers (the
-		// cancel application's answer marks it optional): an answer
-		// without ours, or with another, is not an answer to this request.
+	if a.OutRequestNo != req.OutRequestNo {
+		// An answer without our number, or with another, cannot be tied to
+		// this request, and its provider id must not be stored: a query by
+		// our number settles it. (The cancel application's answer marks
+		// out_request_no optional; its example carries it.)
 		o.Kind, o.Code, o.Alert = provider.KindAmbiguous, provider.CodeUnexpected, true
 		o.Err = fmt.Errorf("submit answer is not for the out_request_no sent (present: %v)", a.OutRequestNo != "")
 		return o
