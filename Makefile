@@ -17,7 +17,7 @@ GO          ?= go
 ENV_SH      := bash deploy/local/env.sh
 
 # Go files to gofmt-check: everything except local env state and vendored code.
-GO_FILES = $(shell find . \( -path ./.localenv -o -path ./.devstack -o -path ./vendor -o -path ./.git \) -prune -o -name '*.go' -print)
+GO_FILES = $(shell find . \( -path ./.localenv -o -path ./.localenv-chaos -o -path ./.devstack -o -path ./vendor -o -path ./.git \) -prune -o -name '*.go' -print)
 
 .PHONY: env-up env-down test test-short vet bench bench-quick bench-intake
 
