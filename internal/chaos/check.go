@@ -26,6 +26,11 @@ import (
 // provider decides when it is final) but is waited for too.
 var pendingStates = []string{"ACCEPTED", "SUBMITTING", "UNKNOWN"}
 
+// sandboxFinal are the sandbox's final order statuses (WeChat and Allinpay).
+// Allinpay's are "2" (success) and "3" (failed).
+var sandboxFinal = map[string]bool{"SUCCESS": true, "FAIL": true, "CLOSE": true, "REFUND": true,
+	"PAY_SUCCEED": true, "PAY_FAIL": true, "REJECTED": true, "BANK_REFUNDED": true, "2": true, "3": true}
+
 type progress struct {
 	byState     map[string]int
 	rows        int
@@ -98,13 +103,22 @@ func (r *run) lag(ctx context.Context) (int64, error) {
 func (r *run) drain(ctx context.Context) bool {
 	deadline := time.Now().Add(r.o.Drain)
 	var last time.Time
+	// SUBMITTED rows that stop moving (e.g. a withdrawal waiting for an
+	// operator) would hold the drain to its end: once everything else has
+	// settled, they may stay unchanged for submittedPatience, and the checks
+	// then judge them against the provider's ledger.
+	const submittedPatience = 30 * time.Second
+	lastSubmitted, submittedSince := -1, time.Now()
 	for {
 		p := r.progress(ctx)
-		done := p.err == nil && p.rows >= len(r.wl.Valid) && p.unpublished == 0 && p.lag == 0 && p.byState["SUBMITTED"] == 0
+		settled := p.err == nil && p.rows >= len(r.wl.Valid) && p.unpublished == 0 && p.lag == 0
 		for _, s := range pendingStates {
-			done = done && p.byState[s] == 0
+			settled = settled && p.byState[s] == 0
 		}
-		if done {
+		if n := p.byState["SUBMITTED"]; n != lastSubmitted || !settled {
+			lastSubmitted, submittedSince = n, time.Now()
+		}
+		if settled && (lastSubmitted == 0 || time.Since(submittedSince) > submittedPatience) {
 			return true
 		}
 		if time.Since(last) > 10*time.Second {
@@ -299,6 +313,22 @@ func (r *run) check(ctx context.Context, drained bool, drainTook time.Duration, 
 		fmt.Sprintf("drain %s in %s; final states %s%s", map[bool]string{true: "complete", false: "TIMED OUT"}[drained],
 			drainTook.Round(time.Second), fmtCounts(byState), examples(pendingDesc)))
 
+	// 3b. No withdrawal is left behind by a provider that finished its order.
+	finalAtProvider := map[string]string{}
+	for _, o := range ledger.Orders {
+		if o.Created > 0 && o.Status != "" {
+			finalAtProvider[o.OutRequestNo] = o.Status
+		}
+	}
+	var behind []string
+	for _, w := range rows {
+		if st, ok := finalAtProvider[w.no]; ok && w.state == "SUBMITTED" && sandboxFinal[st] {
+			behind = append(behind, fmt.Sprintf("%s %s SUBMITTED, provider %s", w.no, w.channel, st))
+		}
+	}
+	rep.inv("no withdrawal left SUBMITTED once the provider's order is final", len(behind) == 0,
+		fmt.Sprintf("%d SUBMITTED rows, %d of them final at the provider%s", byState["SUBMITTED"], len(behind), examples(behind)))
+
 	// 4. Events: versions 1..N, in order, the last one the row's state.
 	msgs, err := readTopic(ctx, r.brokers, r.topics.events)
 	if err != nil {
@@ -379,17 +409,23 @@ func (r *run) check(ctx context.Context, drained bool, drainTook time.Duration, 
 	// 5. No process exited on its own.
 	var exits []string
 	total := 0
+	causes := map[string]int{}
 	for _, p := range r.procs() {
 		starts, kills, unexpected := p.Stats()
 		rep.Procs = append(rep.Procs, kv{p.Name, fmt.Sprintf("%d starts, %d SIGKILLs by the harness, %d unexpected exits", starts, kills, len(unexpected))})
 		total += len(unexpected)
 		for _, e := range unexpected {
+			cause := strings.TrimSuffix(strings.TrimPrefix(during(outages, e.At), " (during/after the "), ")")
+			if cause == "" {
+				cause = "no outage"
+			}
+			causes[cause]++
 			exits = append(exits, fmt.Sprintf("%s at +%s: %s%s; last log: %s", p.Name, e.At.Sub(r.produced.start).Round(time.Second),
 				e.Status, during(outages, e.At), shortLine(e.LastLine)))
 		}
 	}
 	rep.inv("no consumer/poller exited on its own (e.g. a dependency away)", total == 0,
-		fmt.Sprintf("%d unexpected exits (each restarted after 2s to keep the run going)", total))
+		fmt.Sprintf("%d unexpected exits (%s; each restarted after 2s to keep the run going)", total, fmtCounts(causes)))
 	rep.Exits = exits
 	rep.inv("every process exits cleanly on SIGTERM at the end", len(stopErrs) == 0,
 		fmt.Sprintf("%d unclean%s", len(stopErrs), examples(stopErrs)))
