@@ -425,7 +425,7 @@ func (r *run) check(ctx context.Context, drained bool, drainTook time.Duration, 
 		}
 	}
 	rep.inv("no consumer/poller exited on its own (e.g. a dependency away)", total == 0,
-		fmt.Sprintf("%d unexpected exits (%s; each restarted after 2s to keep the run going)", total, fmtCounts(causes)))
+		fmt.Sprintf("%d unexpected exits%s", total, map[bool]string{true: " (" + fmtCounts(causes) + "; each restarted after 2s to keep the run going)"}[total > 0]))
 	rep.Exits = exits
 	rep.inv("every process exits cleanly on SIGTERM at the end", len(stopErrs) == 0,
 		fmt.Sprintf("%d unclean%s", len(stopErrs), examples(stopErrs)))
