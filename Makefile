@@ -3,14 +3,15 @@
 #   make env-up      start local MariaDB + Kafka (deploy/local/env.sh, no Docker)
 #   make env-down    stop them (data kept; deploy/local/env.sh down --wipe to delete)
 #   make test        vet + env-up + all tests with -race against the local env,
-#                    then the outage tests (they stop the shared servers) serially
+#                    then the outage tests (they stop the shared servers) serially,
+#                    then the quick chaos suite on its own servers (about a minute)
 #   make bench       every benchmark of issue 8, median of 3 runs each
 #                    (bench/results/latest.json; see docs/bench.md)
 #   make bench-quick the same, one run each, small volumes (< 2 minutes)
 #   make bench-intake  intake throughput vs a naive consumer (bench/results/intake.json)
 #   make chaos       the chaos suite: real binaries, faults, SIGKILLs of consumers,
 #                    poller, Kafka and MariaDB, invariants checked (docs/chaos.md);
-#                    its own MariaDB + Kafka (deploy/local/chaos-env.sh), ~5-8 min
+#                    its own MariaDB + Kafka (deploy/local/chaos-env.sh), 3-6 min
 #   make chaos-quick the same, a few hundred commands, one consumer kill (~1 min)
 #   make test-short  unit tests only (-short), no env needed
 #   make vet         go vet + gofmt check
@@ -42,6 +43,7 @@ OUTAGE_PKGS = $(shell grep -rl --include='*_test.go' 'func Test[A-Za-z]*Outage' 
 test: vet env-up
 	eval "$$($(ENV_SH) env)" && $(GO) test -race -count=1 -timeout 20m ./... && \
 	WITHDRAW_TESTENV_OUTAGE=1 $(GO) test -race -count=1 -p 1 -timeout 10m -run '$(OUTAGE_TESTS)' $(OUTAGE_PKGS)
+	$(GO) run ./cmd/chaos --quick
 
 # Produces 100,000 commands and measures the intake (and a naive consumer on
 # 5,000 of them) against the local env; writes bench/results/intake.json.
