@@ -3,11 +3,16 @@
 #   make env-up      start local MariaDB + Kafka (deploy/local/env.sh, no Docker)
 #   make env-down    stop them (data kept; deploy/local/env.sh down --wipe to delete)
 #   make test        vet + env-up + all tests with -race against the local env,
-#                    then the outage tests (they stop the shared servers) serially
+#                    then the outage tests (they stop the shared servers) serially,
+#                    then the quick chaos suite on its own servers (about a minute)
 #   make bench       every benchmark of issue 8, median of 3 runs each
 #                    (bench/results/latest.json; see docs/bench.md)
 #   make bench-quick the same, one run each, small volumes (< 2 minutes)
 #   make bench-intake  intake throughput vs a naive consumer (bench/results/intake.json)
+#   make chaos       the chaos suite: real binaries, faults, SIGKILLs of consumers,
+#                    poller, Kafka and MariaDB, invariants checked (docs/chaos.md);
+#                    its own MariaDB + Kafka (deploy/local/chaos-env.sh), 3-6 min
+#   make chaos-quick the same, a few hundred commands, one consumer kill (~1 min)
 #   make test-short  unit tests only (-short), no env needed
 #   make vet         go vet + gofmt check
 
@@ -17,9 +22,9 @@ GO          ?= go
 ENV_SH      := bash deploy/local/env.sh
 
 # Go files to gofmt-check: everything except local env state and vendored code.
-GO_FILES = $(shell find . \( -path ./.localenv -o -path ./.devstack -o -path ./vendor -o -path ./.git \) -prune -o -name '*.go' -print)
+GO_FILES = $(shell find . \( -path ./.localenv -o -path ./.localenv-chaos -o -path ./.devstack -o -path ./vendor -o -path ./.git \) -prune -o -name '*.go' -print)
 
-.PHONY: env-up env-down test test-short vet bench bench-quick bench-intake
+.PHONY: env-up env-down test test-short vet bench bench-quick bench-intake chaos chaos-quick
 
 env-up:
 	$(ENV_SH) up
@@ -38,11 +43,23 @@ OUTAGE_PKGS = $(shell grep -rl --include='*_test.go' 'func Test[A-Za-z]*Outage' 
 test: vet env-up
 	eval "$$($(ENV_SH) env)" && $(GO) test -race -count=1 -timeout 20m ./... && \
 	WITHDRAW_TESTENV_OUTAGE=1 $(GO) test -race -count=1 -p 1 -timeout 10m -run '$(OUTAGE_TESTS)' $(OUTAGE_PKGS)
+	$(GO) run ./cmd/chaos --quick
 
 # Produces 100,000 commands and measures the intake (and a naive consumer on
 # 5,000 of them) against the local env; writes bench/results/intake.json.
 bench-intake: env-up
 	eval "$$($(ENV_SH) env)" && $(GO) run ./cmd/bench -out bench/results/intake.json
+
+# The chaos suite runs its own MariaDB (3317) and Kafka (19192/19193, or
+# 19192-19197 with --kafka-brokers 3) from deploy/local/chaos-env.sh: it
+# kills them, so it never touches the shared env of env-up. CHAOS_FLAGS adds
+# flags, e.g. CHAOS_FLAGS='--kafka-brokers 3'. Exit 1 = an invariant was
+# violated, 2 = the harness failed.
+chaos:
+	$(GO) run ./cmd/chaos $(CHAOS_FLAGS)
+
+chaos-quick:
+	$(GO) run ./cmd/chaos --quick $(CHAOS_FLAGS)
 
 test-short:
 	$(GO) test -short ./...

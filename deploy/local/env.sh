@@ -10,7 +10,7 @@ usage() {
 Usage: deploy/local/env.sh COMMAND
 
 Local MariaDB + Kafka for tests, no Docker. State (data, logs, pids, jars) is
-kept in .localenv/ at the repo root.
+kept in .localenv/ at the repo root (WITHDRAW_ENV_STATE_DIR).
 
 Commands:
   up              install/download what is missing, start MariaDB and Kafka
@@ -20,12 +20,27 @@ Commands:
   env             print export lines; use:  eval "$(deploy/local/env.sh env)"
   mariadb-start   start only MariaDB (data kept)     } for outage tests
   mariadb-stop    stop only MariaDB                  }
-  kafka-start     start only Kafka (data kept)       }
-  kafka-stop      stop only Kafka                    }
+  mariadb-kill    SIGKILL MariaDB (a crash)          }
+  kafka-start [N] start only Kafka (data kept)       } N: one node of a
+  kafka-stop [N]  stop only Kafka                    } cluster (1..nodes),
+  kafka-kill [N]  SIGKILL Kafka (a crash)            } default all nodes
 
 Endpoints:
   MariaDB  127.0.0.1:3307  user withdraw / password withdraw, databases withdraw%
   Kafka    127.0.0.1:19092 (controller 127.0.0.1:19093), no topic auto-creation
+
+A second, independent pair (e.g. for the chaos suite, which kills its servers)
+runs beside the first with other ports and another state directory:
+  WITHDRAW_ENV_STATE_DIR            state directory (default .localenv; a
+                                    relative path is relative to the repo root)
+  WITHDRAW_ENV_MYSQL_PORT           MariaDB port (default 3307)
+  WITHDRAW_ENV_KAFKA_PORT           broker port of node 1 (default 19092)
+  WITHDRAW_ENV_KAFKA_CONTROLLER_PORT controller port of node 1 (default 19093)
+  WITHDRAW_ENV_KAFKA_NODES          KRaft nodes, each broker+controller
+                                    (default 1); node i listens on the ports
+                                    of node 1 + 2*(i-1); with 3 or more nodes
+                                    topics default to replication factor 3
+                                    and min.insync.replicas 2
 
 If WITHDRAW_MYSQL_DSN or WITHDRAW_KAFKA_BROKERS is already set to some other
 server (e.g. you run docker compose yourself), `up` leaves that one alone and
@@ -38,15 +53,30 @@ EOF
 }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-STATE="$ROOT/.localenv"
+STATE="${WITHDRAW_ENV_STATE_DIR:-$ROOT/.localenv}"
+[[ $STATE == /* ]] || STATE="$ROOT/$STATE"
 TIMEOUT="${WITHDRAW_ENV_TIMEOUT:-120}"
 
 MYSQL_HOST=127.0.0.1
-MYSQL_PORT=3307
+MYSQL_PORT="${WITHDRAW_ENV_MYSQL_PORT:-3307}"
 MYSQL_DSN="withdraw:withdraw@tcp(${MYSQL_HOST}:${MYSQL_PORT})/withdraw_test?parseTime=true&loc=UTC&multiStatements=true"
-KAFKA_PORT=19092
-KAFKA_CONTROLLER_PORT=19093
-KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
+KAFKA_PORT="${WITHDRAW_ENV_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${WITHDRAW_ENV_KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_NODES="${WITHDRAW_ENV_KAFKA_NODES:-1}"
+[[ $KAFKA_NODES =~ ^[1-9]$ ]] || { echo "[env] ERROR: WITHDRAW_ENV_KAFKA_NODES must be 1..9" >&2; exit 1; }
+for v in MYSQL_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT; do
+	[[ ${!v} =~ ^[0-9]+$ ]] || { echo "[env] ERROR: $v must be a port number" >&2; exit 1; }
+done
+# Node i listens on node 1's ports + 2*(i-1): with the defaults 19092/19093,
+# 19094/19095, ... so that neighbouring ports never collide.
+node_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+node_controller_port() { echo $((KAFKA_CONTROLLER_PORT + 2 * ($1 - 1))); }
+KAFKA_BROKERS=
+KAFKA_VOTERS=
+for ((n = 1; n <= KAFKA_NODES; n++)); do
+	KAFKA_BROKERS+="${KAFKA_BROKERS:+,}127.0.0.1:$(node_port "$n")"
+	KAFKA_VOTERS+="${KAFKA_VOTERS:+,}${n}@127.0.0.1:$(node_controller_port "$n")"
+done
 # A KRaft cluster id is 16 bytes, base64url without padding. This one is
 # base64url("withdrawLocalEnv"): fixed, so re-formatting is deterministic.
 KAFKA_CLUSTER_ID="d2l0aGRyYXdMb2NhbEVudg"
@@ -286,12 +316,43 @@ mariadb_stop() {
 
 # ------------------------------------------------------------------ Kafka --
 
-KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
-KAFKA_LOG="$KAFKA_DIR/server.log"
-KAFKA_PROPS="$KAFKA_DIR/server.properties"
-KAFKA_LOG4J="$KAFKA_DIR/log4j2.properties"
 KAFKA_READY_BIN="$STATE/bin/kafkaready"
 KAFKA_POM="$ROOT/deploy/local/kafka/pom.xml"
+
+# kafka_node N: point the per-node variables at node N. A single node keeps
+# its files directly in $KAFKA_DIR (the layout existing state directories
+# have); the nodes of a cluster each get $KAFKA_DIR/node<N>.
+kafka_node() {
+	NODE=$1
+	if ((KAFKA_NODES == 1)); then
+		NODE_DIR=$KAFKA_DIR
+	else
+		NODE_DIR=$KAFKA_DIR/node$NODE
+	fi
+	NODE_PORT=$(node_port "$NODE")
+	NODE_CONTROLLER_PORT=$(node_controller_port "$NODE")
+	NODE_NAME=kafka
+	((KAFKA_NODES == 1)) || NODE_NAME="kafka node $NODE"
+	KAFKA_PIDFILE="$NODE_DIR/kafka.pid"
+	KAFKA_LOG="$NODE_DIR/server.log"
+	KAFKA_PROPS="$NODE_DIR/server.properties"
+	KAFKA_LOG4J="$NODE_DIR/log4j2.properties"
+	# The JVM command line for Kafka main classes (our classpath and log
+	# config). -Xmx512m: plenty for tests and keeps the JVM modest on a
+	# 2-core box.
+	KAFKA_JAVA=(java -Xmx512m -Xms256m -XX:+UseG1GC -Djava.awt.headless=true
+		-Dlog4j2.configurationFile="file:$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*")
+}
+
+# kafka_nodes [N]: the nodes a command acts on: N, or all of them.
+kafka_nodes() {
+	if [[ -n ${1:-} ]]; then
+		[[ $1 =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= KAFKA_NODES)) || die "kafka node must be 1..$KAFKA_NODES, not $1"
+		echo "$1"
+	else
+		seq 1 "$KAFKA_NODES"
+	fi
+}
 
 ensure_kafka_libs() {
 	# The stamp holds the POM's checksum: a changed POM (new Kafka version)
@@ -326,38 +387,49 @@ ensure_kafkaready() {
 		die "go build ./deploy/local/kafkaready failed"
 }
 
+# write_kafka_config: server.properties and log config of the current node.
 write_kafka_config() {
-	mkdir -p "$KAFKA_DIR/data"
-	cat >"$KAFKA_PROPS" <<EOF
+	mkdir -p "$NODE_DIR/data"
+	# Replication of internal and default topics: 1 on a single node; on a
+	# cluster of 3+, 3 replicas of which 2 must acknowledge (acks=all), so
+	# that one node may die without losing an acknowledged write.
+	local rf=1 isr=1
+	if ((KAFKA_NODES >= 3)); then
+		rf=3 isr=2
+	elif ((KAFKA_NODES == 2)); then
+		rf=2 isr=1
+	fi
+	cat >"$KAFKA_PROPS" <<EOC
 # Generated by deploy/local/env.sh; edits are overwritten.
-# Single node that is both broker and KRaft controller.
+# Node $NODE of $KAFKA_NODES, each both broker and KRaft controller.
 process.roles=broker,controller
-node.id=1
-# Static single-voter quorum: no --standalone/dynamic quorum bookkeeping.
-controller.quorum.voters=1@127.0.0.1:${KAFKA_CONTROLLER_PORT}
+node.id=${NODE}
+# Static voters: no --standalone/dynamic quorum bookkeeping.
+controller.quorum.voters=${KAFKA_VOTERS}
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}
-advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT}
+listeners=PLAINTEXT://127.0.0.1:${NODE_PORT},CONTROLLER://127.0.0.1:${NODE_CONTROLLER_PORT}
+advertised.listeners=PLAINTEXT://127.0.0.1:${NODE_PORT}
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=${KAFKA_DIR}/data
+log.dirs=${NODE_DIR}/data
 # Tests must create their topics explicitly, as in production.
 auto.create.topics.enable=false
 num.partitions=1
-default.replication.factor=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+default.replication.factor=${rf}
+min.insync.replicas=${isr}
+offsets.topic.replication.factor=${rf}
+transaction.state.log.replication.factor=${rf}
+transaction.state.log.min.isr=${isr}
+share.coordinator.state.topic.replication.factor=${rf}
+share.coordinator.state.topic.min.isr=${isr}
 # Fewer internal partitions than the default 50: the first consumer group /
 # transaction on a fresh broker then gets its coordinator much faster.
 offsets.topic.num.partitions=4
 transaction.state.log.num.partitions=4
 # Consumers in tests join immediately instead of waiting 3 s for more members.
 group.initial.rebalance.delay.ms=0
-EOF
-	cat >"$KAFKA_LOG4J" <<EOF
+EOC
+	cat >"$KAFKA_LOG4J" <<EOC
 # Generated by deploy/local/env.sh. Broker logs go to server.log, not stdout.
 status = warn
 appender.file.type = File
@@ -374,52 +446,51 @@ logger.stateChange.name = state.change.logger
 logger.stateChange.level = WARN
 logger.controller.name = org.apache.kafka.controller
 logger.controller.level = INFO
-EOF
+EOC
 }
 
-# The JVM command line for Kafka main classes (our classpath and log config).
-# -Xmx512m: plenty for tests and keeps the JVM modest on a 2-core box.
-KAFKA_JAVA=(java -Xmx512m -Xms256m -XX:+UseG1GC -Djava.awt.headless=true
-	-Dlog4j2.configurationFile="file:$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*")
-
+# kafka_running: the current node is up.
 kafka_running() {
-	pid_alive "$KAFKA_PIDFILE" kafka.Kafka >/dev/null && port_open "$KAFKA_PORT"
+	pid_alive "$KAFKA_PIDFILE" kafka.Kafka >/dev/null && port_open "$NODE_PORT"
 }
 
-# kafka_launch: make sure jars/config/storage exist and start the JVM, without
-# waiting (so `up` can start MariaDB meanwhile). Sets KAFKA_LAUNCHED=1 if started.
+# kafka_launch: make sure jars/config/storage exist and start the current
+# node's JVM, without waiting (so `up` can start MariaDB meanwhile). Sets
+# KAFKA_LAUNCHED=1 if started.
 KAFKA_LAUNCHED=
 kafka_launch() {
 	KAFKA_LAUNCHED=
 	if kafka_running; then
-		log "kafka: already running on $KAFKA_BROKERS (reused)"
+		log "$NODE_NAME: already running on 127.0.0.1:$NODE_PORT (reused)"
 		return 0
 	fi
+	mkdir -p "$KAFKA_DIR"
 	ensure_kafka_libs
 	ensure_kafkaready
 	write_kafka_config
 	if pid_alive "$KAFKA_PIDFILE" kafka.Kafka >/dev/null; then
 		# Alive but not listening: a stuck earlier start. Start over.
-		stop_pid kafka "$KAFKA_PIDFILE" kafka.Kafka 30
+		stop_pid "$NODE_NAME" "$KAFKA_PIDFILE" kafka.Kafka 30
 	fi
-	port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is in use by another process"
-	port_open "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT is in use by another process"
+	port_open "$NODE_PORT" && die "port $NODE_PORT is in use by another process"
+	port_open "$NODE_CONTROLLER_PORT" && die "port $NODE_CONTROLLER_PORT is in use by another process"
 
-	if [[ ! -f $KAFKA_DIR/data/meta.properties ]]; then
-		log "kafka: formatting KRaft storage (one time)"
+	if [[ ! -f $NODE_DIR/data/meta.properties ]]; then
+		log "$NODE_NAME: formatting KRaft storage (one time)"
 		"${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted \
-			-t "$KAFKA_CLUSTER_ID" -c "$KAFKA_PROPS" >"$KAFKA_DIR/format.log" 2>&1 ||
-			fail_with_log kafka "$KAFKA_DIR/format.log" "storage format failed"
+			-t "$KAFKA_CLUSTER_ID" -c "$KAFKA_PROPS" >"$NODE_DIR/format.log" 2>&1 ||
+			fail_with_log "$NODE_NAME" "$NODE_DIR/format.log" "storage format failed"
 	fi
 
-	log "kafka: starting on $KAFKA_BROKERS"
+	log "$NODE_NAME: starting on 127.0.0.1:$NODE_PORT"
 	# kafka.Kafka prints nothing useful on stdout with our log4j config; the
 	# file still catches JVM crashes (e.g. OutOfMemoryError, bad flags).
-	launch "$KAFKA_DIR/stdout.log" "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_PROPS"
+	launch "$NODE_DIR/stdout.log" "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_PROPS"
 	echo "$LAUNCHED_PID" >"$KAFKA_PIDFILE"
 	KAFKA_LAUNCHED=1
 }
 
+# kafka_wait: wait until the current node listens and answers metadata.
 kafka_wait() {
 	local pid launched
 	local deadline=$((SECONDS + TIMEOUT))
@@ -430,34 +501,83 @@ kafka_wait() {
 	launched=$(<"$KAFKA_PIDFILE")
 	until pid=$(pid_alive "$KAFKA_PIDFILE" kafka.Kafka); do
 		if [[ ! -d /proc/$launched ]] || ((SECONDS >= deadline)); then
-			fail_with_log kafka "$KAFKA_DIR/stdout.log" "broker process is not running"
+			fail_with_log "$NODE_NAME" "$NODE_DIR/stdout.log" "broker process is not running"
 		fi
 		sleep 0.1
 	done
 	# Cheap TCP check first, then a real metadata round trip via the probe.
-	until port_open "$KAFKA_PORT"; do
-		[[ -d /proc/$pid ]] || fail_with_log kafka "$KAFKA_LOG" "broker exited during startup (see also $KAFKA_DIR/stdout.log)"
-		((SECONDS < deadline)) || fail_with_log kafka "$KAFKA_LOG" "port $KAFKA_PORT not open after ${TIMEOUT}s"
+	until port_open "$NODE_PORT"; do
+		[[ -d /proc/$pid ]] || fail_with_log "$NODE_NAME" "$KAFKA_LOG" "broker exited during startup (see also $NODE_DIR/stdout.log)"
+		((SECONDS < deadline)) || fail_with_log "$NODE_NAME" "$KAFKA_LOG" "port $NODE_PORT not open after ${TIMEOUT}s"
 		sleep 0.2
 	done
 	local left=$((deadline - SECONDS))
 	((left > 5)) || left=5
-	"$KAFKA_READY_BIN" -brokers "$KAFKA_BROKERS" -timeout "${left}s" >"$KAFKA_DIR/ready.log" 2>&1 || {
-		cat "$KAFKA_DIR/ready.log" >&2
-		fail_with_log kafka "$KAFKA_LOG" "broker did not answer metadata requests"
+	"$KAFKA_READY_BIN" -brokers "127.0.0.1:$NODE_PORT" -timeout "${left}s" >"$NODE_DIR/ready.log" 2>&1 || {
+		cat "$NODE_DIR/ready.log" >&2
+		fail_with_log "$NODE_NAME" "$KAFKA_LOG" "broker did not answer metadata requests"
 	}
-	log "kafka: ready ($(cat "$KAFKA_DIR/ready.log"))"
+	log "$NODE_NAME: ready ($(cat "$NODE_DIR/ready.log"))"
 }
 
+# kafka_start [N]: start node N or every node. The nodes of a cluster are all
+# launched before any is waited for: a KRaft controller quorum needs a
+# majority of its voters before any broker becomes ready.
 kafka_start() {
-	kafka_launch
-	if [[ -n $KAFKA_LAUNCHED ]]; then kafka_wait; fi
+	kafka_launch_nodes "${1:-}"
+	kafka_wait_nodes
+}
+
+# kafka_launch_nodes [N] / kafka_wait_nodes: kafka_start in two halves, so
+# that `up` starts MariaDB while the JVMs boot.
+KAFKA_LAUNCHED_NODES=()
+kafka_launch_nodes() {
+	local n
+	KAFKA_LAUNCHED_NODES=()
+	for n in $(kafka_nodes "${1:-}"); do
+		kafka_node "$n"
+		kafka_launch
+		if [[ -n $KAFKA_LAUNCHED ]]; then KAFKA_LAUNCHED_NODES+=("$n"); fi
+	done
+}
+kafka_wait_nodes() {
+	local n
+	for n in "${KAFKA_LAUNCHED_NODES[@]}"; do
+		kafka_node "$n"
+		kafka_wait
+	done
 }
 
 kafka_stop() {
 	# SIGTERM = controlled shutdown; a lone KRaft node usually needs a few
 	# seconds. SIGKILL after 30 s is safe too: the log is recovered on start.
-	stop_pid kafka "$KAFKA_PIDFILE" kafka.Kafka 30
+	local n
+	for n in $(kafka_nodes "${1:-}"); do
+		kafka_node "$n"
+		stop_pid "$NODE_NAME" "$KAFKA_PIDFILE" kafka.Kafka 30
+	done
+}
+
+# kill_pid NAME PIDFILE PATTERN: SIGKILL, as a crash or the OOM killer would,
+# and wait until the process is gone.
+kill_pid() {
+	local name=$1 pidfile=$2 pattern=$3 pid
+	if ! pid=$(pid_alive "$pidfile" "$pattern"); then
+		log "$name: not running"
+		return 0
+	fi
+	log "$name: SIGKILL (pid $pid)"
+	kill -KILL "$pid" 2>/dev/null || true
+	while [[ -d /proc/$pid ]]; do sleep 0.05; done
+	rm -f "$pidfile"
+}
+
+kafka_kill() {
+	local n
+	for n in $(kafka_nodes "${1:-}"); do
+		kafka_node "$n"
+		kill_pid "$NODE_NAME" "$KAFKA_PIDFILE" kafka.Kafka
+	done
 }
 
 # --------------------------------------------------------------- commands --
@@ -484,9 +604,9 @@ cmd_up() {
 		want_kafka=
 	fi
 	# Start the broker JVM first and let it boot while MariaDB starts.
-	if [[ -n $want_kafka ]]; then kafka_launch; fi
+	if [[ -n $want_kafka ]]; then kafka_launch_nodes; fi
 	if [[ -n $want_db ]]; then mariadb_start; fi
-	if [[ -n $want_kafka && -n $KAFKA_LAUNCHED ]]; then kafka_wait; fi
+	if [[ -n $want_kafka ]]; then kafka_wait_nodes; fi
 	log "up. To use it:  eval \"\$(deploy/local/env.sh env)\""
 }
 
@@ -503,7 +623,7 @@ cmd_down() {
 	if [[ -n $wipe ]]; then
 		# Data only: the downloaded jars and built probe stay cached.
 		log "wiping data dirs"
-		rm -rf "$DB_DIR" "$KAFKA_DIR/data" "$KAFKA_DIR"/*.log
+		rm -rf "$DB_DIR" "$KAFKA_DIR/data" "$KAFKA_DIR"/*.log "$KAFKA_DIR"/node[0-9]*
 	fi
 }
 
@@ -518,11 +638,17 @@ cmd_status() {
 	fi
 	if external_kafka; then
 		echo "kafka:   external (WITHDRAW_KAFKA_BROKERS is set)"
-	elif pid=$(pid_alive "$KAFKA_PIDFILE" kafka.Kafka) && port_open "$KAFKA_PORT"; then
-		echo "kafka:   running, pid $pid, $KAFKA_BROKERS, log $KAFKA_LOG"
-	else
-		echo "kafka:   stopped"
+		return 0
 	fi
+	local n
+	for n in $(kafka_nodes); do
+		kafka_node "$n"
+		if pid=$(pid_alive "$KAFKA_PIDFILE" kafka.Kafka) && port_open "$NODE_PORT"; then
+			printf '%-9s running, pid %s, 127.0.0.1:%s, log %s\n' "$NODE_NAME:" "$pid" "$NODE_PORT" "$KAFKA_LOG"
+		else
+			printf '%-9s stopped\n' "$NODE_NAME:"
+		fi
+	done
 }
 
 # shell_quote: single-quote a value for eval.
@@ -543,8 +669,10 @@ main() {
 	env) cmd_env ;;
 	mariadb-start) take_lock && mariadb_start ;;
 	mariadb-stop) take_lock && mariadb_stop ;;
-	kafka-start) take_lock && kafka_start ;;
-	kafka-stop) take_lock && kafka_stop ;;
+	mariadb-kill) take_lock && kill_pid mariadb "$DB_PIDFILE" mariadbd ;;
+	kafka-start) take_lock && kafka_start "$@" ;;
+	kafka-stop) take_lock && kafka_stop "$@" ;;
+	kafka-kill) take_lock && kafka_kill "$@" ;;
 	-h | --help | help) usage ;;
 	"") usage >&2; exit 2 ;;
 	*) printf '[env] unknown command: %s\n\n' "$cmd" >&2; usage >&2; exit 2 ;;

@@ -43,10 +43,14 @@ type faults struct {
 	mu  sync.Mutex
 	by  map[string]Fault
 	rng *rand.Rand
+	// injected counts the faults applied, by "endpoint fault" (e.g.
+	// "ecommerce.submit 5xx"), so that a test run can report what it
+	// survived rather than only what it configured.
+	injected map[string]int
 }
 
 func newFaults(seed uint64, initial map[string]Fault) *faults {
-	f := &faults{by: make(map[string]Fault), rng: rand.New(rand.NewPCG(seed, seed^0x5eed))}
+	f := &faults{by: make(map[string]Fault), rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), injected: make(map[string]int)}
 	for k, v := range initial {
 		f.by[k] = v
 	}
@@ -132,7 +136,32 @@ func (f *faults) decide(endpoint string) decision {
 		d.badSignature = !d.dropAfterWrite && hit(v.BadSignature)
 		d.forged = !d.dropAfterWrite && !d.badSignature && hit(v.ForgedAnswer)
 	}
+	// A forged answer is counted where it is applied (only to a success).
+	for name, on := range map[string]bool{"429": d.status429, "5xx": d.status5xx, "timeout_after_commit": d.dropAfterWrite,
+		"bad_signature": d.badSignature, d.errorCode: d.errorCode != ""} {
+		if on {
+			f.injected[endpoint+" "+name]++
+		}
+	}
 	return d
+}
+
+// count records one applied fault that decide could not count itself.
+func (f *faults) count(endpoint, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.injected[endpoint+" "+name]++
+}
+
+// injectedSnapshot copies the applied-fault counts.
+func (f *faults) injectedSnapshot() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]int, len(f.injected))
+	for k, v := range f.injected {
+		out[k] = v
+	}
+	return out
 }
 
 // ParseFaultFlag parses "endpoint:key=value,key=value" as given to

@@ -15,6 +15,9 @@ type Ledger struct {
 	// Callbacks counts callback deliveries attempted and acknowledged.
 	CallbacksSent  int `json:"callbacks_sent"`
 	CallbacksAcked int `json:"callbacks_acked"`
+	// FaultsInjected counts the faults applied so far, by "endpoint
+	// fault" (e.g. "ecommerce.submit 5xx", "platform.query SYSTEM_ERROR").
+	FaultsInjected map[string]int `json:"faults_injected,omitempty"`
 }
 
 // LedgerOrder is one out_request_no the sandbox was asked to create.
@@ -87,6 +90,7 @@ func (s *Server) Ledger() Ledger {
 	}
 	s.mu.Unlock()
 	l.MaxInFlight = s.inflight.snapshot()
+	l.FaultsInjected = s.faults.injectedSnapshot()
 	sort.Slice(l.Orders, func(i, j int) bool {
 		a, b := l.Orders[i], l.Orders[j]
 		if a.Channel != b.Channel {

@@ -106,6 +106,7 @@ func (s *Server) wechat(ch withdrawal.Channel, endpoint string, h func(*wreq) wr
 		}
 		if d.forged && res.status == http.StatusOK {
 			res.body = forge(res.body)
+			s.faults.count(endpoint, "forged_answer")
 		}
 		s.writeWeChat(w, res, d.badSignature)
 	}
