@@ -98,6 +98,14 @@ func run(args []string) error {
 	if providers == nil && cfg.DispatchEnabled {
 		return errors.New("--config / WITHDRAW_CONFIG (provider accounts) is required to dispatch; run with --dispatch=false for an intake-only instance")
 	}
+	if cfg.DispatchEnabled {
+		if _, err := dispatch.LoadFileSettings(cfg.ProvidersFile); err != nil {
+			return err
+		}
+		if _, err := schedule.ByName(cfg.Schedule); err != nil {
+			return err
+		}
+	}
 	if cfg.AdminTokenFile != "" {
 		if _, err := admin.LoadToken(cfg.AdminTokenFile); err != nil {
 			return err

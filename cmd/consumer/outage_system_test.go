@@ -379,7 +379,9 @@ func TestConsumerSurvivesMySQLOutage(t *testing.T) {
 
 // TestConsumerStopsDuringOutages sends SIGTERM while a dependency is
 // unreachable, at start or in the middle of a run: the consumer exits 0
-// promptly every time.
+// promptly every time. A batch in flight whose offsets cannot reach Kafka
+// gets WITHDRAW_SHUTDOWN_TIMEOUT (3s here), the relay's batch in flight
+// its 5s grace and its writer 2s more, all at once.
 func TestConsumerStopsDuringOutages(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -400,11 +402,12 @@ func TestConsumerStopsDuringOutages(t *testing.T) {
 			} else {
 				p, setting = s.mysqlProxy(tc.atRest)
 			}
+			env := append(s.dispatchEnv(), setting, "WITHDRAW_SHUTDOWN_TIMEOUT=3s")
 			var c *consumer
 			if tc.atRest && !tc.kafka {
-				c = s.startEarly("a", append(s.dispatchEnv(), setting)...)
+				c = s.startEarly("a", env...)
 			} else {
-				c = s.start("a", append(s.dispatchEnv(), setting)...)
+				c = s.start("a", env...)
 			}
 			if !tc.atRest {
 				s.produce(0, 20)
