@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -37,6 +38,7 @@ import (
 	"github.com/paycore/withdraw/internal/app"
 	"github.com/paycore/withdraw/internal/config"
 	"github.com/paycore/withdraw/internal/dispatch"
+	"github.com/paycore/withdraw/internal/health"
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/kafkautil"
@@ -70,15 +72,18 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	db, err := app.OpenDatabase(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
 	if migrateOnly {
-		return nil
+		// A one-off job: it fails at once when the database is down.
+		db, err := app.OpenDatabase(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		return db.Close()
 	}
 
+	// Everything that is only configuration is checked before the
+	// dependencies: a wrong setting fails the start at once, whether or not
+	// MySQL and Kafka answer.
 	if cfg.PIIKeysFile == "" {
 		return errors.New("--pii-keys-file / WITHDRAW_PII_KEYS_FILE is required: payee data is never stored in plaintext")
 	}
@@ -86,18 +91,6 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-
-	topics := []kafkautil.TopicSpec{
-		{Name: cfg.CommandsTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
-		{Name: cfg.EventsTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
-		{Name: cfg.DLQTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication, MaxMessageBytes: cfg.DLQMaxMessageBytes},
-	}
-	if err := kafkautil.EnsureTopics(ctx, cfg.KafkaBrokers, topics); err != nil {
-		return err
-	}
-
-	reg := app.NewRegistry()
-
 	providers, err := loadProviders(cfg, log)
 	if err != nil {
 		return err
@@ -105,32 +98,19 @@ func run(args []string) error {
 	if providers == nil && cfg.DispatchEnabled {
 		return errors.New("--config / WITHDRAW_CONFIG (provider accounts) is required to dispatch; run with --dispatch=false for an intake-only instance")
 	}
-	var relay *outbox.Relay
-	if cfg.RelayEnabled {
-		var wait func()
-		relay, wait = outbox.Start(ctx, db, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
-		// On every return: stop the relay (it runs until ctx ends), then
-		// wait for its last batch.
-		defer func() { stop(); wait() }()
-	}
-	// Wake the relay as soon as events are committed, and the dispatcher as
-	// soon as new withdrawals are, instead of letting them wait for a poll.
-	notifyRelay := func() {
-		if relay != nil {
-			relay.Notify()
-		}
-	}
-	var disp *dispatch.Dispatcher
 	if cfg.DispatchEnabled {
-		if disp, err = newDispatcher(cfg, db, providers, keys, log, reg, notifyRelay); err != nil {
+		if _, err := dispatch.LoadFileSettings(cfg.ProvidersFile); err != nil {
+			return err
+		}
+		if _, err := schedule.ByName(cfg.Schedule); err != nil {
 			return err
 		}
 	}
-
-	reader := kafkautil.NewGroupReader(cfg.KafkaBrokers, cfg.ConsumerGroup, cfg.CommandsTopic)
-	defer reader.Close()
-	dlq := kafkautil.NewDLQWriter(cfg.KafkaBrokers, cfg.DLQMaxMessageBytes)
-	defer dlq.Close()
+	if cfg.AdminTokenFile != "" {
+		if _, err := admin.LoadToken(cfg.AdminTokenFile); err != nil {
+			return err
+		}
+	}
 	failpointHook, err := failpoint(os.Getenv(envFailpoint))
 	if err != nil {
 		return err
@@ -138,6 +118,163 @@ func run(args []string) error {
 	if failpointHook != nil {
 		log.Warn("TEST FAILPOINT armed: this process will kill itself", "failpoint", os.Getenv(envFailpoint))
 	}
+
+	// The HTTP server comes first, so that /healthz answers (the process
+	// is alive) and /readyz names what is missing while MySQL or Kafka are
+	// still unreachable. Each component is started once what it needs is
+	// there: the dispatcher once the database is connected, the intake and
+	// the relay once the topics exist too.
+	reg := app.NewRegistry()
+	deps := health.New(reg, log)
+	var (
+		db                         atomic.Pointer[store.DB]
+		dbErr                      atomic.Pointer[error] // the last connection attempt's, until connected
+		topicsErr                  atomic.Pointer[error] // the last topic creation's, until the topics exist
+		relayRef                   atomic.Pointer[outbox.Relay]
+		intakeRef                  atomic.Pointer[intake.Intake]
+		startingDB, startingTopics = health.ErrNotTried, health.ErrNotTried
+	)
+	dbErr.Store(&startingDB)
+	topicsErr.Store(&startingTopics)
+	deps.Add("mysql", func(ctx context.Context) error {
+		if d := db.Load(); d != nil {
+			return d.Ping(ctx)
+		}
+		return fmt.Errorf("not connected yet: %w", *dbErr.Load())
+	})
+	deps.Add("kafka", func(ctx context.Context) error {
+		if err := kafkautil.Ping(ctx, cfg.KafkaBrokers); err != nil {
+			return err
+		}
+		if errp := topicsErr.Load(); errp != nil {
+			return fmt.Errorf("topics not created yet: %w", *errp)
+		}
+		return nil
+	})
+	srv := httpserver.New(reg)
+	srv.AddCheck("mysql", deps.Check("mysql"))
+	srv.AddCheck("kafka", deps.Check("kafka"))
+	srv.AddCheck("intake", func(context.Context) error {
+		if in := intakeRef.Load(); in != nil {
+			return in.Ready()
+		}
+		return errors.New("not started: waiting for MySQL and the Kafka topics")
+	})
+	if cfg.RelayEnabled {
+		srv.AddCheck("relay", func(context.Context) error {
+			if r := relayRef.Load(); r != nil {
+				return r.Ready()
+			}
+			return errors.New("not started: waiting for MySQL and the Kafka topics")
+		})
+	}
+	routes := &httpserver.Deferred{Reason: "not connected to MySQL yet"}
+	srv.Mux.Handle("/", routes)
+	if err := srv.Start(cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	defer func() {
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	log.Info("consumer started", "http", srv.Addr(), "brokers", cfg.KafkaBrokers, "topic", cfg.CommandsTopic, "group", cfg.ConsumerGroup)
+
+	var bg sync.WaitGroup
+	defer func() { stop(); bg.Wait() }()
+	bg.Go(func() { deps.Run(ctx, dependencyProbeInterval) })
+	kafkautil.StartLagCollector(ctx, reg, cfg.KafkaBrokers, cfg.ConsumerGroup, cfg.CommandsTopic, cfg.ConsumerLagInterval, log)
+
+	// The topics are created in the background, retried until the brokers
+	// answer.
+	topics := []kafkautil.TopicSpec{
+		{Name: cfg.CommandsTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
+		{Name: cfg.EventsTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication},
+		{Name: cfg.DLQTopic, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication, MaxMessageBytes: cfg.DLQMaxMessageBytes},
+	}
+	topicsReady := make(chan struct{})
+	bg.Go(func() {
+		err := kafkautil.EnsureTopicsRetrying(ctx, cfg.KafkaBrokers, topics, log.With("component", "topics"), func(err error) {
+			if err != nil {
+				topicsErr.Store(&err)
+				deps.Report("kafka", err)
+			}
+		})
+		if err == nil {
+			topicsErr.Store(nil)
+			close(topicsReady)
+		}
+	})
+
+	conn, err := app.ConnectDatabase(ctx, cfg, log, func(err error) {
+		if err != nil {
+			dbErr.Store(&err)
+		}
+		deps.Report("mysql", err)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("consumer stopping before the database was connected")
+			return nil
+		}
+		return err
+	}
+	defer conn.Close()
+	db.Store(conn)
+
+	late := http.NewServeMux()
+	if err := admin.Mount(late, conn.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
+		return err
+	}
+	routes.Set(late)
+
+	// Wake the relay as soon as events are committed, and the dispatcher as
+	// soon as new withdrawals are, instead of letting them wait for a poll.
+	notifyRelay := func() {
+		if r := relayRef.Load(); r != nil {
+			r.Notify()
+		}
+	}
+	var disp *dispatch.Dispatcher
+	if cfg.DispatchEnabled {
+		if disp, err = newDispatcher(cfg, conn, providers, keys, log, reg, notifyRelay); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	if disp != nil {
+		// The dispatcher needs only MySQL and the providers: it runs
+		// whatever the state of Kafka.
+		wg.Go(func() {
+			if err := disp.Run(ctx); err != nil {
+				log.Error("dispatcher stopped", "err", err)
+			}
+		})
+	}
+	// On every return: stop the rest (the intake may have ended on its
+	// own), then wait for the dispatcher's last answers.
+	defer func() { stop(); wg.Wait() }()
+
+	select {
+	case <-topicsReady:
+	case <-ctx.Done():
+		log.Info("consumer stopping before the Kafka topics were ready")
+		return nil
+	}
+
+	if cfg.RelayEnabled {
+		relay, wait := outbox.Start(ctx, conn, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
+		// Stop the relay (it runs until ctx ends), then wait for its last
+		// batch.
+		defer func() { stop(); wait() }()
+		relayRef.Store(relay)
+		relay.Notify() // events written while Kafka was unreachable
+	}
+
+	reader := kafkautil.NewGroupReader(cfg.KafkaBrokers, cfg.ConsumerGroup, cfg.CommandsTopic)
+	defer reader.Close()
+	dlq := kafkautil.NewDLQWriter(cfg.KafkaBrokers, cfg.DLQMaxMessageBytes)
+	defer dlq.Close()
 	afterStore := func(merchantKeys []string) {
 		if failpointHook != nil {
 			failpointHook()
@@ -151,7 +288,7 @@ func run(args []string) error {
 	if providers != nil {
 		accountConfigured = providers.Has
 	}
-	in, err := intake.New(db, reader, dlq, intake.Options{
+	in, err := intake.New(conn, reader, dlq, intake.Options{
 		BatchSize:     cfg.IntakeBatchSize,
 		BatchWait:     cfg.IntakeBatchWait,
 		DLQTopic:      cfg.DLQTopic,
@@ -167,42 +304,17 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	intakeRef.Store(in)
+	log.Info("intake started", "topic", cfg.CommandsTopic, "group", cfg.ConsumerGroup)
 
-	kafkautil.StartLagCollector(ctx, reg, cfg.KafkaBrokers, cfg.ConsumerGroup, cfg.CommandsTopic, cfg.ConsumerLagInterval, log)
-	srv := httpserver.New(reg)
-	srv.AddCheck("mysql", db.Ping)
-	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
-	srv.AddCheck("intake", func(context.Context) error { return in.Ready() })
-	if err := admin.Mount(srv.Mux, db.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
-		return err
-	}
-	if relay != nil {
-		srv.AddCheck("relay", func(context.Context) error { return relay.Ready() })
-	}
-	if err := srv.Start(cfg.HTTPAddr); err != nil {
-		return fmt.Errorf("http: %w", err)
-	}
-	log.Info("consumer started", "http", srv.Addr(), "brokers", cfg.KafkaBrokers, "topic", cfg.CommandsTopic, "group", cfg.ConsumerGroup)
-
-	var wg sync.WaitGroup
-	if disp != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := disp.Run(ctx); err != nil {
-				log.Error("dispatcher stopped", "err", err)
-			}
-		}()
-	}
 	runErr := in.Run(ctx)
 	log.Info("consumer stopping", "err", runErr)
-	stop() // the intake may have ended on its own: stop the rest too
-	wg.Wait()
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutdown)
 	return runErr
 }
+
+// dependencyProbeInterval is how often MySQL and Kafka are probed for
+// withdraw_dependency_up and the log, besides every /readyz.
+const dependencyProbeInterval = 5 * time.Second
 
 // loadProviders reads the provider accounts of WITHDRAW_CONFIG; nil when
 // no file is configured.

@@ -31,6 +31,7 @@ import (
 	"github.com/paycore/withdraw/internal/bench"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/pii"
+	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/testenv"
 )
 
@@ -86,7 +87,9 @@ type system struct {
 	dlq        string
 	events     string
 	group      string
-	run        string // letters and digits, in every out_request_no
+	run        string            // letters and digits, in every out_request_no
+	keysFile   string            // the PII keyring the consumer reads
+	sandbox    *providertest.Env // the provider sandbox, once dispatchEnv started it
 	partitions int
 	env        []string
 }
@@ -117,6 +120,7 @@ func newSystem(t *testing.T, partitions int) *system {
 	if err := os.WriteFile(keys, []byte(pii.GenerateKeyLine("k1")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	s.keysFile = keys
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "WITHDRAW_") {
 			s.env = append(s.env, kv)
@@ -149,14 +153,31 @@ type consumer struct {
 	mu   sync.Mutex
 	logs []string
 
-	exited chan struct{}
-	err    error // of Wait, once exited is closed
+	exited   chan struct{}
+	err      error         // of Wait, once exited is closed
+	migrated chan struct{} // closed when it logs that its database is migrated
 }
 
-// start runs the consumer binary and waits until it serves HTTP.
+// start runs the consumer binary and waits until it serves HTTP and has
+// migrated its database.
 func (s *system) start(name string, extraEnv ...string) *consumer {
 	s.t.Helper()
-	c := &consumer{name: name, exited: make(chan struct{})}
+	c := s.startEarly(name, extraEnv...)
+	select {
+	case <-c.migrated:
+	case <-c.exited:
+		s.t.Fatalf("consumer %s exited at start: %v", name, c.err)
+	case <-time.After(60 * time.Second):
+		s.t.Fatalf("consumer %s did not migrate its database within 60s", name)
+	}
+	return c
+}
+
+// startEarly runs the consumer binary and waits until it serves HTTP,
+// which it does before it has reached MySQL or Kafka.
+func (s *system) startEarly(name string, extraEnv ...string) *consumer {
+	s.t.Helper()
+	c := &consumer{name: name, exited: make(chan struct{}), migrated: make(chan struct{})}
 	c.cmd = exec.Command(s.bin)
 	c.cmd.Env = append(append([]string(nil), s.env...), extraEnv...)
 	stderr, err := c.cmd.StderrPipe()
@@ -179,8 +200,13 @@ func (s *system) start(name string, extraEnv ...string) *consumer {
 				Msg  string `json:"msg"`
 				HTTP string `json:"http"`
 			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "consumer started" {
-				started <- rec.HTTP
+			if json.Unmarshal([]byte(line), &rec) == nil {
+				switch rec.Msg {
+				case "consumer started":
+					started <- rec.HTTP
+				case "database migrated":
+					close(c.migrated)
+				}
 			}
 		}
 		c.err = c.cmd.Wait()

@@ -29,6 +29,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/paycore/withdraw/internal/dispatch"
+	"github.com/paycore/withdraw/internal/health"
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/kafkautil"
@@ -94,6 +95,10 @@ func projectMetrics(t *testing.T) (map[string]metric, *prometheus.Registry, *pro
 	for c, k := range collectorsOf(t, poll.NewMetrics(poller)) {
 		all[c] = k
 	}
+	for c, k := range collectorsOf(t, health.New(consumer, nil)) {
+		all[c] = k
+	}
+	health.New(poller, nil)
 	lag := kafkautil.NewLagCollector([]string{"127.0.0.1:1"}, "withdraw-intake", "withdraw.commands", nil)
 	consumer.MustRegister(lag)
 

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -52,4 +54,65 @@ func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// ConnectDatabase is OpenDatabase retried until it succeeds or ctx ends,
+// for services that must start (and serve /healthz) while MySQL is down.
+// Each failure is passed to report and logged as a warning; the pause
+// between attempts grows from 500ms to 10s. It returns ctx's error when ctx
+// ends first.
+func ConnectDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger, report func(error)) (*store.DB, error) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 500 * time.Millisecond
+	b.MaxInterval = 10 * time.Second
+	for attempt := 1; ; attempt++ {
+		db, err := openInBackground(ctx, cfg, log)
+		if err == nil {
+			report(nil)
+			if attempt > 1 {
+				log.Info("database connected", "attempts", attempt)
+			}
+			return db, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		report(err)
+		wait := b.NextBackOff()
+		log.Warn("database not reachable; retrying", "attempt", attempt, "retry_in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// openInBackground runs OpenDatabase, but returns as soon as ctx ends: the
+// driver's first connection does not follow ctx, and a host that drops
+// packets would hold a shutdown for the operating system's connect timeout.
+// A connection that succeeds after ctx ended is closed.
+func openInBackground(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.DB, error) {
+	type result struct {
+		db  *store.DB
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		db, err := OpenDatabase(ctx, cfg, log)
+		done <- result{db, err}
+	}()
+	select {
+	case r := <-done:
+		return r.db, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.db != nil {
+				r.db.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }

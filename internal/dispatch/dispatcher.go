@@ -111,6 +111,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// woken: this round was started by Notify (a call finished, new work
 	// arrived) rather than by the poll ticker.
 	woken := false
+	claimFailures := 0 // consecutive
 	stopRecorders := make(chan struct{})
 	waitRecorders := d.startRecorders(context.WithoutCancel(ctx), stopRecorders)
 	// Claimed withdrawals run on a fixed set of workers, one per claim
@@ -144,8 +145,18 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		pending := int(d.pending.Load())
 		if room := d.opts.MaxInFlight + d.prefetch() - pending; room > 0 && (room >= d.minClaim() || pending == 0 || !woken) {
 			work, err := d.claim(ctx, min(room, d.opts.ClaimBatch))
-			if err != nil && ctx.Err() == nil {
-				d.log.Error("claim failed", "err", err)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				// The database is unreachable or failing: retry, but not
+				// at every poll tick and wake-up, which would log several
+				// lines a second for as long as an outage lasts.
+				claimFailures++
+				wait := claimBackoff(d.opts.PollInterval, claimFailures)
+				d.log.Error("claim failed; retrying", "err", err, "attempt", claimFailures, "retry_in", wait)
+				sleepCtx(ctx, wait)
+			case err == nil && claimFailures > 0:
+				d.log.Info("claims work again", "after_failures", claimFailures)
+				claimFailures = 0
 			}
 			d.pending.Add(int64(len(work)))
 			d.wg.Add(len(work))
@@ -168,6 +179,29 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-d.wake:
 			woken = true
 		}
+	}
+}
+
+// maxClaimBackoff caps the pause after consecutive failed claims.
+const maxClaimBackoff = 5 * time.Second
+
+// claimBackoff is the pause after the n-th consecutive failed claim: the
+// poll interval, doubled with each failure, at most maxClaimBackoff.
+func claimBackoff(poll time.Duration, n int) time.Duration {
+	d := poll << min(n-1, 16)
+	if d <= 0 || d > maxClaimBackoff {
+		return max(poll, maxClaimBackoff)
+	}
+	return d
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 

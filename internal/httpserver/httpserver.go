@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,4 +123,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Deferred serves routes that need a dependency the process may still be
+// connecting to at start (the admin API and the callbacks need MySQL):
+// until Set gives it the real handler it answers 503 with Reason, so that
+// /healthz and /readyz are served from the first moment on.
+type Deferred struct {
+	Reason string
+	h      atomic.Pointer[http.Handler]
+}
+
+// Set makes d serve h from now on.
+func (d *Deferred) Set(h http.Handler) { d.h.Store(&h) }
+
+// ServeHTTP implements http.Handler.
+func (d *Deferred) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := d.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Retry-After", "5")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not ready: " + d.Reason})
 }

@@ -140,3 +140,69 @@ type writerFunc func(context.Context, ...kafka.Message) error
 func (f writerFunc) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
 	return f(ctx, msgs...)
 }
+
+// failingReader fails its first fetches the way kafka-go's group reader
+// does while the brokers are unreachable, then hands out its messages.
+type failingReader struct {
+	stuckReader
+	failures atomic.Int64 // still to fail
+}
+
+func (r *failingReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	if r.failures.Add(-1) >= 0 {
+		return kafka.Message{}, errors.New("dial tcp 127.0.0.1:9092: connect: connection refused")
+	}
+	return r.stuckReader.FetchMessage(ctx)
+}
+
+func (r *failingReader) CommitMessages(context.Context, ...kafka.Message) error { return nil }
+
+// TestFetchErrorsAreRetried: fetch errors (a broker outage) neither end Run
+// nor spin: they are retried with backoff while Ready reports them, and the
+// messages that come after are processed.
+func TestFetchErrorsAreRetried(t *testing.T) {
+	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := &failingReader{stuckReader: stuckReader{msgs: []kafka.Message{{Topic: "c", Value: []byte("not json")}}}}
+	reader.failures.Store(4)
+	dlq := &dlqSink{}
+	in, err := intake.New(nil, reader, dlq, intake.Options{BatchSize: 1, Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := time.Now()
+	go func() { done <- in.Run(ctx) }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	sawNotReady := false
+	for dlq.len() < 1 {
+		sawNotReady = sawNotReady || in.Ready() != nil
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned %v on a fetch error", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message after the fetch errors was not processed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Four failures with backoff from 100ms (jitter ±50%): at least 50+75+112+168ms.
+	if took := time.Since(started); took < 300*time.Millisecond {
+		t.Errorf("four fetch errors retried in %s: no backoff", took)
+	}
+	if !sawNotReady {
+		t.Error("Ready() = nil throughout the fetch errors")
+	}
+	if err := in.Ready(); err != nil {
+		t.Errorf("Ready() = %v after a batch went through", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}

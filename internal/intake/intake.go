@@ -102,6 +102,9 @@ type Intake struct {
 
 	mu      sync.Mutex
 	lastErr error // nil when the last step succeeded; /readyz reports it
+	// fetchErr is the last fetch error, nil after a fetch succeeded.
+	fetchErr   error
+	fetchErrAt time.Time
 }
 
 // New builds an Intake over a migrated database, a group reader of the
@@ -148,13 +151,33 @@ func New(db *store.DB, reader Reader, dlq Writer, opts Options) (*Intake, error)
 	return &Intake{db: db, reader: reader, dlq: dlq, opts: opts, log: opts.Logger.With("component", "intake")}, nil
 }
 
+// fetchErrHold is how long a fetch error keeps the intake not ready. A
+// reader that cannot reach the brokers reports an error every few seconds
+// (kafka-go: after 3 failed joins, JoinGroupBackoff apart), while one that
+// has recovered on an idle topic reports nothing at all: without a limit,
+// an intake with no commands to fetch would stay not ready for good.
+const fetchErrHold = 15 * time.Second
+
 // Ready reports the error of the last failed step, or nil once a step has
-// succeeded since. /readyz serves it: an intake retrying a database or
-// broker outage is alive but not ready.
+// succeeded since; a fetch error counts for fetchErrHold after it was seen.
+// /readyz serves it: an intake retrying a database or broker outage is
+// alive but not ready.
 func (in *Intake) Ready() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.lastErr
+	if in.lastErr != nil {
+		return in.lastErr
+	}
+	if in.fetchErr != nil && time.Since(in.fetchErrAt) < fetchErrHold {
+		return in.fetchErr
+	}
+	return nil
+}
+
+func (in *Intake) setFetchErr(err error) {
+	in.mu.Lock()
+	in.fetchErr, in.fetchErrAt = err, time.Now()
+	in.mu.Unlock()
 }
 
 func (in *Intake) setErr(err error) {
@@ -169,8 +192,10 @@ func (in *Intake) setErr(err error) {
 // in fetch order, each batch's only after its own and every earlier batch's
 // transaction has committed. Batches already fetched when ctx is cancelled
 // are finished (stored and committed) within ShutdownGrace, or abandoned
-// uncommitted, to be redelivered to the next owner of their partitions. Run
-// returns nil on cancellation.
+// uncommitted, to be redelivered to the next owner of their partitions.
+// Errors of the brokers and of the database are retried, with backoff, for
+// as long as they last (Ready reports them); Run returns nil once ctx is
+// cancelled.
 func (in *Intake) Run(ctx context.Context) error {
 	// Finish batches even when shutdown began while they filled: their work
 	// is idempotent, but redoing it costs the next owner. On shutdown they
@@ -203,7 +228,12 @@ func (in *Intake) Run(ctx context.Context) error {
 		finished <- failed
 	}()
 
-	var fetchErr error
+	// A fetch error (the brokers are unreachable, the group coordinator
+	// moves) is retried for as long as it lasts: the reader reconnects and
+	// rejoins the group by itself, and nothing is lost, since offsets are
+	// committed only after the store step.
+	fetchBackoff := newBackoff()
+	fetchFailures := 0
 	for ctx.Err() == nil {
 		select {
 		case slots <- struct{}{}:
@@ -222,22 +252,42 @@ func (in *Intake) Run(ctx context.Context) error {
 		} else {
 			<-slots
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				fetchErr = fmt.Errorf("fetch commands: %w", err)
+		switch {
+		case err == nil:
+			if fetchFailures > 0 {
+				in.log.Info("fetching commands again", "after_failures", fetchFailures)
 			}
-			break
+			fetchFailures = 0
+			fetchBackoff.Reset()
+			in.setFetchErr(nil)
+		case ctx.Err() == nil:
+			fetchFailures++
+			next := fetchBackoff.NextBackOff()
+			in.setFetchErr(fmt.Errorf("intake fetch: %w", err))
+			in.opts.Metrics.retries.WithLabelValues("fetch").Inc()
+			in.log.Warn("fetching commands failed; retrying", "attempt", fetchFailures, "retry_in", next, "err", err)
+			t := time.NewTimer(next)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
 		}
 	}
 	close(queue)
-	failed := <-finished
-	switch {
-	case fetchErr != nil:
-		return fetchErr
-	case failed != nil && ctx.Err() == nil:
+	if failed := <-finished; failed != nil && ctx.Err() == nil {
 		return failed
 	}
 	return nil
+}
+
+// newBackoff is the intake's retry schedule: exponential from 100ms,
+// capped at 5s, with jitter.
+func newBackoff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	return b
 }
 
 // inflight is a batch between fetch and offset commit.
@@ -363,9 +413,7 @@ func (in *Intake) retry(ctx context.Context, step string, op func() error) error
 
 // retryFor is retry that also gives up after maxElapsed (0: never).
 func (in *Intake) retryFor(ctx context.Context, step string, maxElapsed time.Duration, op func() error) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
+	b := newBackoff()
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		return struct{}{}, op()
 	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(maxElapsed), backoff.WithNotify(func(err error, next time.Duration) {

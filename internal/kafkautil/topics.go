@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -116,4 +118,37 @@ func Ping(ctx context.Context, brokers []string) error {
 		errs = append(errs, err)
 	}
 	return fmt.Errorf("no kafka broker answers: %w", errors.Join(errs...))
+}
+
+// EnsureTopicsRetrying is EnsureTopics retried until it succeeds or ctx
+// ends, so that a service can start while the brokers are unreachable.
+// Each failure is passed to report and logged as a warning; the pause
+// between attempts grows from 1s to 30s. It returns ctx's error when ctx
+// ends first.
+func EnsureTopicsRetrying(ctx context.Context, brokers []string, specs []TopicSpec, log *slog.Logger, report func(error)) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = time.Second
+	b.MaxInterval = 30 * time.Second
+	for attempt := 1; ; attempt++ {
+		err := EnsureTopics(ctx, brokers, specs)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		report(err)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("kafka topics ready", "attempts", attempt)
+			}
+			return nil
+		}
+		wait := b.NextBackOff()
+		log.Warn("kafka topics not ready; retrying", "attempt", attempt, "retry_in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
