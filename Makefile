@@ -5,7 +5,7 @@
 #   make test        vet + env-up + all tests with -race against the local env,
 #                    then the outage tests (they stop the shared servers) serially,
 #                    then the quick chaos suite on its own servers (about a minute)
-#   make bench       every benchmark of issue 8, median of 3 runs each
+#   make bench       every benchmark against its target, median of 3 runs each
 #                    (bench/results/latest.json; see docs/bench.md)
 #   make bench-quick the same, one run each, small volumes (< 2 minutes)
 #   make bench-intake  intake throughput vs a naive consumer (bench/results/intake.json)

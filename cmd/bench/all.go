@@ -97,7 +97,7 @@ type Latest struct {
 	Checks  []string             `json:"checks"`
 }
 
-// Target is one target of issue 8 and whether this run met it.
+// Target is one performance target and whether this run met it.
 type Target struct {
 	Name   string  `json:"name"`
 	Target string  `json:"target"`
@@ -465,7 +465,7 @@ func relayRun(ctx context.Context, dsn string, brokers []string, o allOptions) (
 	return r, fmt.Sprintf("relay: %d outbox rows all marked published, %d messages on the topic (%d redelivered)", rows, onTopic, onTopic-o.relayN), nil
 }
 
-// targets evaluates the targets of issue 8 on the figures measured.
+// targets evaluates the performance targets on the figures measured.
 func targets(r *Latest, rate int) []Target {
 	var ts []Target
 	add := func(name, target string, v *float64, met func(float64) bool) {
@@ -488,7 +488,7 @@ func targets(r *Latest, rate int) []Target {
 		add("dispatch_share_of_signing_bound", "≥ 0.70", frac(r.DispatchPerSec), func(v float64) bool { return v >= 0.70 })
 		add("e2e_share_of_signing_bound", "≥ 0.60", frac(r.E2EPerSec), func(v float64) bool { return v >= 0.60 })
 	}
-	add("dispatch_own_cpu_us_per_submission", "≤ 100 (issue 5)", r.DispatchOwnUS, func(v float64) bool { return v <= 100 })
+	add("dispatch_own_cpu_us_per_submission", "≤ 100", r.DispatchOwnUS, func(v float64) bool { return v <= 100 })
 	add("e2e_p99_ms", fmt.Sprintf("< 250 at %d/s", rate), r.E2EP99ms, func(v float64) bool { return v < 250 })
 	for _, p := range slices.Sorted(maps.Keys(r.MaxRSSMB)) {
 		v := r.MaxRSSMB[p]
@@ -547,7 +547,7 @@ func printTable(w *os.File, r *Latest) {
 	fmt.Fprintf(w, "\ncontext: %d cores, MariaDB %s, Kafka %s, commit %s, %s; load average %s at start, %s at end; %.0fs\n",
 		r.CPUCores, r.MariaDBVersion, r.KafkaVersion, r.GitCommit, r.GoVersion, r.LoadAvgStart, r.LoadAvgEnd, r.Seconds)
 	if len(r.Targets) > 0 {
-		fmt.Fprintln(w, "\ntargets (issue 8):")
+		fmt.Fprintln(w, "\ntargets:")
 		for _, t := range r.Targets {
 			mark := "MET   "
 			if !t.Met {

@@ -8,7 +8,7 @@
 //	go run ./cmd/bench all [--quick] [--runs 3] [--only e2e,relay] [--out bench/results/latest.json]
 //	go run ./cmd/bench [intake] [-n 100000] [-naive 5000] [-cpuprofile intake.pprof]
 //
-// `all` (make bench, make bench-quick) runs every benchmark of issue 8 in
+// `all` (make bench, make bench-quick) runs every benchmark against its target in
 // one invocation, checks each run's correctness before it counts, prints a
 // table and writes bench/results/latest.json; see docs/bench.md. `intake`
 // (also the default without a subcommand: make bench-intake) is the intake

@@ -67,7 +67,7 @@ type deadLetter struct {
 }
 
 // deadLetter wraps an unidentifiable message for the DLQ topic: the original
-// key, value and headers, plus the headers DESIGN.md names; cut to fit the
+// key, value and headers, plus the headers of the dead-letter contract (api/asyncapi.yaml); cut to fit the
 // topic when it would not (see fitDeadLetter).
 func (in *Intake) deadLetter(m kafka.Message, reason string) *deadLetter {
 	d := &deadLetter{orig: m, reason: reason, budget: kafkautil.BatchBytesFor(in.opts.DLQMaxMessageBytes)}

@@ -12,8 +12,8 @@ import (
 // The dispatcher's claim and record statements go straight to the
 // connection: they are complete SQL already, and GORM's Exec and Scan spent
 // more CPU building its own statement from the arguments and filling
-// structs by reflection than the rest of the claim did (docs/bench.md,
-// session 5). GORM still runs the transactions around them.
+// structs by reflection than the rest of the claim did (docs/bench.md).
+// GORM still runs the transactions around them.
 
 // Exec runs a complete statement on tx's connection (the *sql.Tx inside a
 // transaction) and returns the rows it affected. Placeholders are plain

@@ -12,7 +12,7 @@ import "fmt"
 // are part of the command and event contracts.
 type Channel string
 
-// The four channels of DESIGN.md.
+// The four channels (docs/providers.md).
 const (
 	// ChannelWeChatEcommerce is WeChat Pay v3 二级商户余额提现
 	// (POST /v3/ecommerce/fund/withdraw).

@@ -11,7 +11,7 @@ import (
 // field of the event contract and the CloudEvents ce_type header.
 type EventType string
 
-// The event types of DESIGN.md.
+// The event types (api/schemas).
 const (
 	EventAccepted  EventType = "withdrawal.accepted"
 	EventRejected  EventType = "withdrawal.rejected"

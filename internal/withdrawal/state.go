@@ -4,7 +4,7 @@ package withdrawal
 // contract (the "state" and "previous_state" fields).
 type State string
 
-// The states of DESIGN.md.
+// The states of a withdrawal.
 //
 //	ACCEPTED ──▶ SUBMITTING ──▶ SUBMITTED ──▶ SUCCEEDED ──▶ REVERSED
 //	   │             │  └──────▶ UNKNOWN ──┘      │

@@ -36,7 +36,7 @@ func withSide(ctx context.Context, side string) context.Context {
 type CPUSplit struct {
 	// Own is the dispatcher's CPU beyond its RSA signing and verifying:
 	// claim, state changes, events, audit rows, the HTTP client and
-	// the MySQL driver (issue 5's "own CPU per submission").
+	// the MySQL driver ("own CPU per submission").
 	Own time.Duration
 	// Signing is the dispatcher's RSA work: the request's signature and
 	// the answer's verification.

@@ -11,7 +11,7 @@ import (
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
-// API paths (PROVIDERS.md). "withdrawl" is WeChat's spelling.
+// API paths (docs/providers.md). "withdrawl" is WeChat's spelling.
 const (
 	PathEcommerceWithdraw = "/v3/ecommerce/fund/withdraw"
 	PathPlatformWithdraw  = "/v3/merchant/fund/withdraw"
