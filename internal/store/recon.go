@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -128,17 +129,42 @@ func (d *ReconDay) set(outcome string, n, fen int64) {
 	}
 }
 
+var reconItemColumns = []string{"bill_date", "source", "item_key", "outcome", "line_kind", "withdrawal_id",
+	"out_request_no", "provider_ref", "bill_amount", "our_amount", "our_state", "booked_at", "note", "created_at"}
+
 // InsertReconItems inserts items, skipping those already stored (same day,
-// source and key), and returns how many were new.
+// source and key), and returns how many were new. The statement is built
+// here: GORM's insert returns the ids (RETURNING on MariaDB), and counts a
+// skipped duplicate as a row.
 func InsertReconItems(ctx context.Context, db *gorm.DB, items []ReconItem) (int64, error) {
-	if len(items) == 0 {
-		return 0, nil
+	skip := " ON DUPLICATE KEY UPDATE id = id"
+	if db.Dialector.Name() != "mysql" {
+		skip = " ON CONFLICT (bill_date, source, item_key) DO NOTHING"
 	}
-	res := db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(items, 500)
-	if res.Error != nil {
-		return 0, fmt.Errorf("insert recon items: %w", res.Error)
+	tuple := "(" + strings.TrimSuffix(strings.Repeat("?,", len(reconItemColumns)), ",") + ")"
+	var n int64
+	for start := 0; start < len(items); start += 500 {
+		batch := items[start:min(start+500, len(items))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO recon_items (" + strings.Join(reconItemColumns, ",") + ") VALUES ")
+		args := make([]any, 0, len(batch)*len(reconItemColumns))
+		for i, it := range batch {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(tuple)
+			args = append(args, it.BillDate, it.Source, it.ItemKey, it.Outcome, it.LineKind, it.WithdrawalID,
+				it.OutRequestNo, it.ProviderRef, it.BillAmount, it.OurAmount, it.OurState, it.BookedAt, it.Note,
+				it.CreatedAt.UTC().Truncate(time.Microsecond))
+		}
+		q.WriteString(skip)
+		res := db.WithContext(ctx).Exec(q.String(), args...)
+		if res.Error != nil {
+			return n, fmt.Errorf("insert recon items: %w", res.Error)
+		}
+		n += res.RowsAffected
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }
 
 // ReconSources returns the day's source rows.
