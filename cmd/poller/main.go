@@ -37,6 +37,7 @@ import (
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/clients"
+	"github.com/paycore/withdraw/internal/recon"
 	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
 )
@@ -183,6 +184,10 @@ func run(args []string) error {
 		Metrics:           poll.NewMetrics(reg),
 	})
 	if err != nil {
+		return err
+	}
+
+	if err := recon.Register(poller, conn, pcfg, wechat, cfg.ReconSpec, log, reg); err != nil {
 		return err
 	}
 

@@ -71,6 +71,7 @@ Commands:
   submit       validate a withdrawal command locally and produce it to the commands topic
   show         show a withdrawal with its events and provider attempts (admin API)
   requery      ask for a fresh provider query of a withdrawal now (admin API)
+  recon show   a day's reconciliation against WeChat Pay's fund-flow bills (admin API)
   events       print the events topic as readable lines, optionally for one withdrawal
   dlq list     list dead-lettered commands (offset, error, first bytes)
   dlq replay   re-publish a dead letter (or a fixed version of it) to the commands topic
@@ -101,6 +102,8 @@ func run(args []string, c *cli) error {
 		return c.show(rest)
 	case "requery":
 		return c.requery(rest)
+	case "recon":
+		return c.recon(rest)
 	case "events":
 		return c.events(rest)
 	case "devkeys":

@@ -424,3 +424,53 @@ func TestHealth(t *testing.T) {
 		t.Error("closed port reported healthy")
 	}
 }
+
+func TestReconShow(t *testing.T) {
+	db := admintest.DB(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	items := []store.ReconItem{
+		{BillDate: "2024-05-01", Source: "wechatpay/default/platform/BASIC", ItemKey: "flow:1", Outcome: store.ReconMatched, LineKind: "withdraw", OutRequestNo: "A1", BillAmount: 1234, OurAmount: 1234, CreatedAt: now},
+		{BillDate: "2024-05-01", Source: "wechatpay/default/platform/BASIC", ItemKey: "flow:2", Outcome: store.ReconNotOurs, LineKind: "withdraw", OutRequestNo: "X9", BillAmount: 500, CreatedAt: now},
+		{BillDate: "2024-05-01", Source: "wechatpay/default/platform/BASIC", ItemKey: "ours:w3", Outcome: store.ReconMissing, OutRequestNo: "A3", OurAmount: 700, OurState: "SUCCEEDED", WithdrawalID: "w3", CreatedAt: now},
+	}
+	if _, err := store.InsertReconItems(ctx, db.DB, items); err != nil {
+		t.Fatal(err)
+	}
+	src := store.ReconSource{BillDate: "2024-05-01", Source: "wechatpay/default/platform/BASIC", Status: store.ReconDone, Attempts: 2, BillLines: 2, CreatedAt: now, UpdatedAt: now}
+	if err := db.Create(&src).Error; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RecomputeReconDay(ctx, db.DB, "2024-05-01", 1, now); err != nil {
+		t.Fatal(err)
+	}
+	const token = "ctl-test-token"
+	h, err := admin.New(db.DB, admin.Options{Token: token, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	_ = os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+	env := map[string]string{"WITHDRAW_ADMIN_URL": srv.URL, "WITHDRAW_ADMIN_TOKEN_FILE": tokenFile}
+
+	out, _, err := invoke(t, env, "", "recon", "show", "--date", "2024-05-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Reconciliation of 2024-05-01: DONE (1 of 1 bills read, 2 bill lines", "MATCHED", "12.34",
+		"NOT_OURS", "5.00", "MISSING", "7.00", "attempts 2", "X9", "A3", "SUCCEEDED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("recon show lacks %q:\n%s", want, out)
+		}
+	}
+	if _, _, err := invoke(t, env, "", "recon", "show", "--date", "2024-05-02"); exitCode(err) != 3 || !strings.Contains(err.Error(), "404 NOT_FOUND") {
+		t.Errorf("recon show of a day never reconciled: %v", err)
+	}
+	if _, _, err := invoke(t, env, "", "recon", "show", "--date", "May 1"); err == nil {
+		t.Error("recon show accepted a bad date")
+	}
+}

@@ -5,6 +5,7 @@
 //	GET  /v1/withdrawals/{id}
 //	GET  /v1/withdrawals?channel=&account=&out_request_no=
 //	POST /v1/withdrawals/{id}/requery
+//	GET  /v1/recon/{date}          the day's reconciliation (docs/reconciliation.md)
 //
 // Every request needs "Authorization: Bearer <token>" with the token of
 // --admin-token-file; without a configured token the binaries do not mount
@@ -84,6 +85,7 @@ func New(db *gorm.DB, opts Options) (*Handler, error) {
 	h.mux.HandleFunc("GET /v1/withdrawals/{id}", h.get)
 	h.mux.HandleFunc("GET /v1/withdrawals", h.lookup)
 	h.mux.HandleFunc("POST /v1/withdrawals/{id}/requery", h.requery)
+	h.mux.HandleFunc("GET /v1/recon/{date}", h.reconDay)
 	return h, nil
 }
 
@@ -114,6 +116,7 @@ type Mux interface {
 func (h *Handler) Register(mux Mux) {
 	mux.Handle("/v1/withdrawals", h)
 	mux.Handle("/v1/withdrawals/", h)
+	mux.Handle("/v1/recon/", h)
 }
 
 // ServeHTTP authenticates, then routes.
@@ -329,37 +332,25 @@ func (h *Handler) requery(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, r, err)
 		return
 	}
-	var by string
-	switch withdrawal.State(row.State) {
-	case withdrawal.StateSubmitted, withdrawal.StateSucceeded:
-		by = "poller"
-	case withdrawal.StateUnknown:
-		by = "dispatcher"
-	default:
+	now := h.now().UTC().Truncate(time.Microsecond)
+	by, ok, err := store.Requery(ctx, h.db, row, now)
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	if by == "" {
 		writeError(w, http.StatusConflict, CodeNotRequeryable, notRequeryable(row))
 		return
 	}
-	now := h.now().UTC().Truncate(time.Microsecond)
-	res := h.db.WithContext(ctx).Model(&store.Withdrawal{}).
-		Where("id = ? AND state = ? AND version = ?", row.ID, row.State, row.Version).
-		Update("next_attempt_at", now)
-	if res.Error != nil {
-		h.internal(w, r, res.Error)
-		return
-	}
-	if res.RowsAffected == 0 {
-		// MySQL counts changed rows: 0 also when next_attempt_at already
-		// was exactly now, which a re-read tells apart from a real change.
+	if !ok {
 		again, err := store.GetWithdrawal(ctx, h.db, row.ID)
 		if err != nil {
 			h.internal(w, r, err)
 			return
 		}
-		if again.State != row.State || again.Version != row.Version {
-			writeError(w, http.StatusConflict, CodeChanged,
-				fmt.Sprintf("the withdrawal changed meanwhile (now %s, version %d): look again", again.State, again.Version))
-			return
-		}
+		writeError(w, http.StatusConflict, CodeChanged,
+			fmt.Sprintf("the withdrawal changed meanwhile (now %s, version %d): look again", again.State, again.Version))
+		return
 	}
 	h.log.Info("admin: requery requested", "withdrawal_id", row.ID, "out_request_no", row.OutRequestNo,
 		"channel", row.Channel, "state", row.State, "by", by, "remote", r.RemoteAddr)
@@ -435,4 +426,48 @@ func Mount(mux Mux, db *gorm.DB, tokenFile, piiKeysFile string, log *slog.Logger
 	h.Register(mux)
 	log.Info("admin API mounted", "path", "/v1/withdrawals", "payee_data", map[bool]string{true: "masked", false: "hidden (no PII keys)"}[keys != nil])
 	return nil
+}
+
+// ReconView is the answer of GET /v1/recon/{date}: the day's summary, its
+// bills, and its findings (everything but MATCHED, at most ReconFindingsMax).
+type ReconView struct {
+	Day      *store.ReconDay     `json:"day"`
+	Sources  []store.ReconSource `json:"sources"`
+	Findings []store.ReconItem   `json:"findings"`
+	// Truncated is true when there are more findings than listed.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// ReconFindingsMax bounds the findings of one answer.
+const ReconFindingsMax = 1000
+
+func (h *Handler) reconDay(w http.ResponseWriter, r *http.Request) {
+	date := r.PathValue("date")
+	if _, err := time.Parse("2006-01-02", date); err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "date must be YYYY-MM-DD (a Beijing bill date)")
+		return
+	}
+	ctx := r.Context()
+	day, err := store.GetReconDay(ctx, h.db, date)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, CodeNotFound, "no reconciliation for "+date+" (not run yet, or its bills are not available)")
+		return
+	}
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	v := ReconView{Day: day}
+	if v.Sources, err = store.ReconSources(ctx, h.db, date); err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	if v.Findings, err = store.ReconFindings(ctx, h.db, date, ReconFindingsMax+1); err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	if len(v.Findings) > ReconFindingsMax {
+		v.Findings, v.Truncated = v.Findings[:ReconFindingsMax], true
+	}
+	writeJSON(w, http.StatusOK, v)
 }

@@ -64,6 +64,9 @@ type Poller struct {
 	// interval is the sweep's period, from SweepSpec.
 	interval time.Duration
 
+	// jobs are further cron jobs run beside the sweep (AddJob).
+	jobs []job
+
 	mu        sync.Mutex
 	limiters  map[string]*rate.Limiter
 	instances int // pollers sharing the query rate, as last counted
@@ -100,6 +103,23 @@ func sweepInterval(spec string) (time.Duration, error) {
 	return sched.Next(next).Sub(next), nil
 }
 
+// job is a cron job added with AddJob.
+type job struct {
+	name, spec string
+	run        func(ctx context.Context) error
+}
+
+// AddJob adds a cron job (spec in Beijing time) that Run runs beside the
+// sweep and the daily job, overlapping runs skipped: the daily
+// reconciliation. It must be called before Run.
+func (p *Poller) AddJob(name, spec string, run func(ctx context.Context) error) error {
+	if _, err := cron.ParseStandard(spec); err != nil {
+		return fmt.Errorf("poll: %s: cron spec %q: %w", name, spec, err)
+	}
+	p.jobs = append(p.jobs, job{name: name, spec: spec, run: run})
+	return nil
+}
+
 // Metrics returns the poller's metrics (the callback handler counts there).
 func (p *Poller) Metrics() *Metrics { return p.opts.Metrics }
 
@@ -124,6 +144,15 @@ func (p *Poller) Run(ctx context.Context) error {
 		}
 	}); err != nil {
 		return fmt.Errorf("poll: daily spec: %w", err)
+	}
+	for _, j := range p.jobs {
+		if _, err := c.AddFunc(j.spec, func() {
+			if err := j.run(ctx); err != nil && ctx.Err() == nil {
+				p.log.Error(j.name+" failed", "err", err)
+			}
+		}); err != nil {
+			return fmt.Errorf("poll: %s spec: %w", j.name, err)
+		}
 	}
 	c.Start()
 	p.log.Info("poller started", "sweep", p.opts.SweepSpec, "daily", p.opts.DailySpec+" Asia/Shanghai", "batch", p.opts.BatchSize)

@@ -56,6 +56,9 @@ type Account struct {
 	// CancelStates overrides withdrawl_apply.state → internal state entries
 	// of the cancelled-merchant withdraw, whose value set is unconfirmed.
 	CancelStates map[string]withdrawal.State `yaml:"cancel_states"`
+	// Recon, when set, reconciles the account daily against its fund-flow
+	// bills (see Recon).
+	Recon *Recon `yaml:"recon"`
 
 	// Allinpay.
 	AppID                 string `yaml:"app_id"`
@@ -183,7 +186,15 @@ func (a *Account) Normalize() error {
 			errs = append(errs, fmt.Errorf("account %q: encrypt_with must be public_key or certificate", a.Name))
 		}
 		errs = append(errs, checkStates(a.Name, "cancel_states", a.CancelStates)...)
+		if a.Recon != nil {
+			if err := a.Recon.Normalize(); err != nil {
+				errs = append(errs, fmt.Errorf("account %q: %w", a.Name, err))
+			}
+		}
 	case ProtocolAllinpay:
+		if a.Recon != nil {
+			errs = append(errs, fmt.Errorf("account %q: recon: Allinpay has no bill API in our documents; its withdrawals are reconciled by query only", a.Name))
+		}
 		errs = append(errs, checkStates(a.Name, "allinpay_statuses", a.AllinpayStatuses)...)
 		if len(a.Channels) == 0 {
 			a.Channels = []withdrawal.Channel{withdrawal.ChannelAllinpayShopoint}

@@ -50,6 +50,15 @@ type Options struct {
 	// background (they are also applied on every request). Default 20ms.
 	TickInterval time.Duration
 	Logger       *slog.Logger
+
+	// BillReadyHour is the Beijing hour of the next day from which a day's
+	// fund-flow bill exists (WeChat: generated from 09:00); before it the
+	// bill requests answer NO_STATEMENT_EXIST. Default 9; negative: at once
+	// (accelerated sandboxes and tests).
+	BillReadyHour int
+	// BillPartLines splits encrypted bills into parts of about this many
+	// lines each (WeChat splits very large files); 0 means one part.
+	BillPartLines int
 }
 
 // Sign modes.
@@ -125,11 +134,15 @@ const (
 	EndpointCancelQuery     = "cancel.query"
 	EndpointAllinpaySubmit  = "allinpay.withdraw"
 	EndpointAllinpayQuery   = "allinpay.query"
+	// EndpointBillApply is the three fund-flow bill requests,
+	// EndpointBillDownload the file download.
+	EndpointBillApply    = "bill.apply"
+	EndpointBillDownload = "bill.download"
 )
 
 // Endpoints lists every endpoint name.
 var Endpoints = []string{EndpointEcommerceSubmit, EndpointEcommerceQuery, EndpointPlatformSubmit, EndpointPlatformQuery,
-	EndpointCancelSubmit, EndpointCancelQuery, EndpointAllinpaySubmit, EndpointAllinpayQuery}
+	EndpointCancelSubmit, EndpointCancelQuery, EndpointAllinpaySubmit, EndpointAllinpayQuery, EndpointBillApply, EndpointBillDownload}
 
 // AllinpayGatewayPath is where the sandbox serves the Allinpay gateway.
 const AllinpayGatewayPath = "/allinpay/gateway"
@@ -152,5 +165,8 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.BillReadyHour == 0 {
+		o.BillReadyHour = 9
 	}
 }

@@ -32,6 +32,8 @@ type order struct {
 	// resubmitted is set when an INIT order was driven by a resend.
 	resubmitted bool
 	refunded    bool // balance returned
+	// refundedAt is when the money came back (the bill's refund line).
+	refundedAt time.Time
 }
 
 // orderKey identifies an order: out_request_no is unique per channel and
@@ -170,7 +172,7 @@ func (s *Server) advance(now time.Time) {
 		case n.fail, n.close, n.refund:
 			o.reason = reasonOf(e.status)
 			if !o.refunded && o.channel != withdrawal.ChannelAllinpayShopoint {
-				o.refunded = true
+				o.refunded, o.refundedAt = true, e.at
 				s.balances[o.payer] += o.amount // the money comes back
 			}
 		}

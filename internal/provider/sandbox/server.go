@@ -20,6 +20,7 @@ type Server struct {
 	log  *slog.Logger
 
 	faults   *faults
+	bills    billState
 	inflight *inflight
 	callback *http.Client
 
@@ -68,6 +69,7 @@ func New(opts Options) (*Server, error) {
 		byRef:     make(map[string]*order),
 		ledger:    make(map[orderKey]*ledgerEntry),
 		nextRef:   1_000_000,
+		bills:     billState{files: make(map[string]billFile)},
 		ctx:       ctx, cancel: cancel,
 	}
 	for _, m := range opts.WeChatMerchants {
@@ -183,6 +185,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v3/mch_operate/risk/withdrawl-apply", s.wechat(withdrawal.ChannelWeChatCancel, EndpointCancelSubmit, s.submitCancel))
 	m.HandleFunc("GET /v3/mch_operate/risk/withdrawl-apply/out-request-no/{no}", s.wechat(withdrawal.ChannelWeChatCancel, EndpointCancelQuery, s.queryByNo))
 	m.HandleFunc("GET /v3/mch_operate/risk/withdrawl-apply/applyment-id/{ref}", s.wechat(withdrawal.ChannelWeChatCancel, EndpointCancelQuery, s.queryByRef))
+	m.HandleFunc("GET /v3/bill/fundflowbill", s.wechat(withdrawal.ChannelWeChatPlatform, EndpointBillApply, s.bill("platform")))
+	m.HandleFunc("GET /v3/ecommerce/bill/fundflowbill", s.wechat(withdrawal.ChannelWeChatEcommerce, EndpointBillApply, s.bill("ecommerce")))
+	m.HandleFunc("GET /v3/bill/sub-merchant-fundflowbill", s.wechat(withdrawal.ChannelWeChatEcommerce, EndpointBillApply, s.bill("sub")))
+	m.HandleFunc("GET /v3/billdownload/file", s.billDownload)
+	m.HandleFunc("/_sandbox/bill-faults", s.adminBillFaults)
 	m.HandleFunc("POST "+AllinpayGatewayPath, s.allinpay)
 	m.HandleFunc("GET /_sandbox/keys", s.adminKeys)
 	m.HandleFunc("GET /_sandbox/ledger", s.adminLedger)

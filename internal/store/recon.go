@@ -1,0 +1,267 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/paycore/withdraw/internal/withdrawal"
+)
+
+// Reconciliation outcomes (recon_items.outcome).
+const (
+	ReconMatched        = "MATCHED"
+	ReconNotOurs        = "NOT_OURS"
+	ReconMissing        = "MISSING"
+	ReconAmountMismatch = "AMOUNT_MISMATCH"
+	ReconRefund         = "REFUND"
+)
+
+// ReconOutcomes lists the outcomes in report order.
+var ReconOutcomes = []string{ReconMatched, ReconNotOurs, ReconMissing, ReconAmountMismatch, ReconRefund}
+
+// Statuses of recon_sources and recon_days.
+const (
+	ReconPending = "PENDING"
+	ReconDone    = "DONE"
+)
+
+// ReconSource is a row of recon_sources: one bill of one day.
+type ReconSource struct {
+	BillDate   string `gorm:"primaryKey"`
+	Source     string `gorm:"primaryKey"`
+	Status     string
+	Attempts   int
+	LastError  string
+	BillLines  int64
+	OtherLines int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	DoneAt     *time.Time
+}
+
+// TableName implements gorm's Tabler.
+func (ReconSource) TableName() string { return "recon_sources" }
+
+// ReconItem is a row of recon_items: one withdrawal line of a bill, or one
+// withdrawal of ours missing from the day's bills.
+type ReconItem struct {
+	ID           int64 `gorm:"primaryKey;autoIncrement"`
+	BillDate     string
+	Source       string
+	ItemKey      string
+	Outcome      string
+	LineKind     string
+	WithdrawalID string
+	OutRequestNo string
+	ProviderRef  string
+	BillAmount   int64
+	OurAmount    int64
+	OurState     string
+	BookedAt     string
+	Note         string
+	CreatedAt    time.Time
+}
+
+// TableName implements gorm's Tabler.
+func (ReconItem) TableName() string { return "recon_items" }
+
+// ReconDay is a row of recon_days: a day's summary, counts and sums (fen)
+// per outcome. Sums are of the bill's amount, or ours where the bill has
+// none (MISSING).
+type ReconDay struct {
+	BillDate            string    `gorm:"primaryKey" json:"bill_date"`
+	Status              string    `json:"status"`
+	SourcesTotal        int       `json:"sources_total"`
+	SourcesDone         int       `json:"sources_done"`
+	MatchedCount        int64     `json:"matched_count"`
+	MatchedFen          int64     `json:"matched_fen"`
+	NotOursCount        int64     `json:"not_ours_count"`
+	NotOursFen          int64     `json:"not_ours_fen"`
+	MissingCount        int64     `json:"missing_count"`
+	MissingFen          int64     `json:"missing_fen"`
+	AmountMismatchCount int64     `json:"amount_mismatch_count"`
+	AmountMismatchFen   int64     `json:"amount_mismatch_fen"`
+	RefundCount         int64     `json:"refund_count"`
+	RefundFen           int64     `json:"refund_fen"`
+	BillLines           int64     `json:"bill_lines"`
+	OtherLines          int64     `json:"other_lines"`
+	UpdatedAt           time.Time `json:"updated_at"`
+}
+
+// TableName implements gorm's Tabler.
+func (ReconDay) TableName() string { return "recon_days" }
+
+// Count returns the count and sum of an outcome.
+func (d *ReconDay) Count(outcome string) (int64, int64) {
+	switch outcome {
+	case ReconMatched:
+		return d.MatchedCount, d.MatchedFen
+	case ReconNotOurs:
+		return d.NotOursCount, d.NotOursFen
+	case ReconMissing:
+		return d.MissingCount, d.MissingFen
+	case ReconAmountMismatch:
+		return d.AmountMismatchCount, d.AmountMismatchFen
+	case ReconRefund:
+		return d.RefundCount, d.RefundFen
+	}
+	return 0, 0
+}
+
+func (d *ReconDay) set(outcome string, n, fen int64) {
+	switch outcome {
+	case ReconMatched:
+		d.MatchedCount, d.MatchedFen = n, fen
+	case ReconNotOurs:
+		d.NotOursCount, d.NotOursFen = n, fen
+	case ReconMissing:
+		d.MissingCount, d.MissingFen = n, fen
+	case ReconAmountMismatch:
+		d.AmountMismatchCount, d.AmountMismatchFen = n, fen
+	case ReconRefund:
+		d.RefundCount, d.RefundFen = n, fen
+	}
+}
+
+var reconItemColumns = []string{"bill_date", "source", "item_key", "outcome", "line_kind", "withdrawal_id",
+	"out_request_no", "provider_ref", "bill_amount", "our_amount", "our_state", "booked_at", "note", "created_at"}
+
+// InsertReconItems inserts items, skipping those already stored (same day,
+// source and key), and returns how many were new. The statement is built
+// here: GORM's insert returns the ids (RETURNING on MariaDB), and counts a
+// skipped duplicate as a row.
+func InsertReconItems(ctx context.Context, db *gorm.DB, items []ReconItem) (int64, error) {
+	skip := " ON DUPLICATE KEY UPDATE id = id"
+	if db.Dialector.Name() != "mysql" {
+		skip = " ON CONFLICT (bill_date, source, item_key) DO NOTHING"
+	}
+	tuple := "(" + strings.TrimSuffix(strings.Repeat("?,", len(reconItemColumns)), ",") + ")"
+	var n int64
+	for start := 0; start < len(items); start += 500 {
+		batch := items[start:min(start+500, len(items))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO recon_items (" + strings.Join(reconItemColumns, ",") + ") VALUES ")
+		args := make([]any, 0, len(batch)*len(reconItemColumns))
+		for i, it := range batch {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(tuple)
+			args = append(args, it.BillDate, it.Source, it.ItemKey, it.Outcome, it.LineKind, it.WithdrawalID,
+				it.OutRequestNo, it.ProviderRef, it.BillAmount, it.OurAmount, it.OurState, it.BookedAt, it.Note,
+				it.CreatedAt.UTC().Truncate(time.Microsecond))
+		}
+		q.WriteString(skip)
+		res := db.WithContext(ctx).Exec(q.String(), args...)
+		if res.Error != nil {
+			return n, fmt.Errorf("insert recon items: %w", res.Error)
+		}
+		n += res.RowsAffected
+	}
+	return n, nil
+}
+
+// ReconSources returns the day's source rows.
+func ReconSources(ctx context.Context, db *gorm.DB, date string) ([]ReconSource, error) {
+	var out []ReconSource
+	err := db.WithContext(ctx).Where("bill_date = ?", date).Order("source").Find(&out).Error
+	return out, err
+}
+
+// RecomputeReconDay rebuilds the day's summary row from its items and
+// sources: the same items always give the same row.
+func RecomputeReconDay(ctx context.Context, db *gorm.DB, date string, sourcesTotal int, now time.Time) (*ReconDay, error) {
+	var rows []struct {
+		Outcome string
+		N       int64
+		Fen     int64
+	}
+	err := db.WithContext(ctx).Model(&ReconItem{}).
+		Select("outcome, COUNT(*) AS n, COALESCE(SUM(CASE WHEN bill_amount <> 0 THEN bill_amount ELSE our_amount END), 0) AS fen").
+		Where("bill_date = ?", date).Group("outcome").Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("recon day %s: %w", date, err)
+	}
+	d := &ReconDay{BillDate: date, Status: ReconPending, SourcesTotal: sourcesTotal, UpdatedAt: now}
+	for _, r := range rows {
+		d.set(r.Outcome, r.N, r.Fen)
+	}
+	srcs, err := ReconSources(ctx, db, date)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range srcs {
+		if s.Status == ReconDone {
+			d.SourcesDone++
+			d.BillLines += s.BillLines
+			d.OtherLines += s.OtherLines
+		}
+	}
+	if d.SourcesTotal > 0 && d.SourcesDone >= d.SourcesTotal {
+		d.Status = ReconDone
+	}
+	if err := db.WithContext(ctx).Clauses(clause.OnConflict{UpdateAll: true}).Create(d).Error; err != nil {
+		return nil, fmt.Errorf("recon day %s: %w", date, err)
+	}
+	return d, nil
+}
+
+// GetReconDay loads a day's summary.
+func GetReconDay(ctx context.Context, db *gorm.DB, date string) (*ReconDay, error) {
+	var d ReconDay
+	err := db.WithContext(ctx).Where("bill_date = ?", date).Take(&d).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, fmt.Errorf("recon day %s: %w", date, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recon day %s: %w", date, err)
+	}
+	return &d, nil
+}
+
+// ReconFindings lists a day's items other than MATCHED, at most limit.
+func ReconFindings(ctx context.Context, db *gorm.DB, date string, limit int) ([]ReconItem, error) {
+	var out []ReconItem
+	err := db.WithContext(ctx).Where("bill_date = ? AND outcome <> ?", date, ReconMatched).
+		Order("outcome, id").Limit(limit).Find(&out).Error
+	return out, err
+}
+
+// Requery makes a withdrawal due now for whoever follows it in its state:
+// the poller (SUBMITTED, SUCCEEDED) or the dispatcher (UNKNOWN). Only
+// next_attempt_at changes, and only while the row is still at version: no
+// state, no version, no event. It returns who takes it ("" when the state
+// is not requeryable) and whether the row was still at that version.
+func Requery(ctx context.Context, db *gorm.DB, w *Withdrawal, now time.Time) (by string, ok bool, err error) {
+	switch withdrawal.State(w.State) {
+	case withdrawal.StateSubmitted, withdrawal.StateSucceeded:
+		by = "poller"
+	case withdrawal.StateUnknown:
+		by = "dispatcher"
+	default:
+		return "", false, nil
+	}
+	now = now.UTC().Truncate(time.Microsecond)
+	res := db.WithContext(ctx).Model(&Withdrawal{}).
+		Where("id = ? AND state = ? AND version = ?", w.ID, w.State, w.Version).
+		Update("next_attempt_at", now)
+	if res.Error != nil {
+		return by, false, res.Error
+	}
+	if res.RowsAffected > 0 {
+		return by, true, nil
+	}
+	// MySQL counts changed rows: 0 also when next_attempt_at already was
+	// exactly now, which a re-read tells apart from a real change.
+	again, err := GetWithdrawal(ctx, db, w.ID)
+	if err != nil {
+		return by, false, err
+	}
+	return by, again.State == w.State && again.Version == w.Version, nil
+}
