@@ -36,6 +36,7 @@ import (
 	"github.com/paycore/withdraw/internal/admin"
 	"github.com/paycore/withdraw/internal/app"
 	"github.com/paycore/withdraw/internal/config"
+	"github.com/paycore/withdraw/internal/console"
 	"github.com/paycore/withdraw/internal/dispatch"
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/intake"
@@ -174,6 +175,9 @@ func run(args []string) error {
 	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
 	srv.AddCheck("intake", func(context.Context) error { return in.Ready() })
 	if err := admin.Mount(srv.Mux, db.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
+		return err
+	}
+	if err := console.Mount(srv.Mux, db.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, console.FromConfig(cfg, reg, log)); err != nil {
 		return err
 	}
 	if relay != nil {

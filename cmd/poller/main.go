@@ -26,6 +26,7 @@ import (
 	"github.com/paycore/withdraw/internal/app"
 	"github.com/paycore/withdraw/internal/callback"
 	"github.com/paycore/withdraw/internal/config"
+	"github.com/paycore/withdraw/internal/console"
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/logging"
@@ -128,6 +129,9 @@ func run(args []string) error {
 	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
 	callback.NewWeChat(db, wechat, poller, log).Register(srv.Mux)
 	if err := admin.Mount(srv.Mux, db.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
+		return err
+	}
+	if err := console.Mount(srv.Mux, db.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, console.FromConfig(cfg, reg, log)); err != nil {
 		return err
 	}
 	if err := srv.Start(cfg.HTTPAddr); err != nil {

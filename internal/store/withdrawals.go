@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -293,4 +294,33 @@ func OutcomesSince(ctx context.Context, db *gorm.DB, types []string, since time.
 		return nil, fmt.Errorf("outcomes since %s: %w", since, err)
 	}
 	return out, nil
+}
+
+// Waiting lists the withdrawals of the given states due after now (and
+// before `never`, the mark of rows no sweep takes again), next due first, at
+// most limit of them, and how many there are: one range of
+// ix_withdrawals_due per state.
+func Waiting(ctx context.Context, db *gorm.DB, states []string, now, never time.Time, limit int) ([]Withdrawal, int64, error) {
+	var all []Withdrawal
+	var total int64
+	for _, st := range states {
+		q := func() *gorm.DB {
+			return db.WithContext(ctx).Model(&Withdrawal{}).Where("state = ? AND next_attempt_at > ? AND next_attempt_at < ?", st, now.UTC(), never)
+		}
+		var n int64
+		if err := q().Count(&n).Error; err != nil {
+			return nil, 0, fmt.Errorf("waiting %s: %w", st, err)
+		}
+		total += n
+		var rows []Withdrawal
+		if err := q().Order("next_attempt_at, id").Limit(limit).Find(&rows).Error; err != nil {
+			return nil, 0, fmt.Errorf("waiting %s: %w", st, err)
+		}
+		all = append(all, rows...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].NextAttemptAt.Before(all[j].NextAttemptAt) })
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	return all, total, nil
 }
