@@ -280,4 +280,3 @@ func waitFor(t *testing.T, db *store.DB, orn string, ok func(*store.Withdrawal) 
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
