@@ -204,6 +204,30 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the refusal was not logged")
 	}
 
+	// The demo's dead letters: listed, inspected, and a replay of bytes
+	// that are not a command is refused by the CLI's rules, until forced
+	// and confirmed.
+	do(t, bctx, "dead letters",
+		chromedp.Navigate(base+"/ui/deadletters"),
+		chromedp.Click(chromedp.CSS(`table a[href^="/ui/deadletters/"]`)),
+		chromedp.WaitVisible(chromedp.ID("replay")),
+		chromedp.Click(chromedp.ID("replay")),
+		chromedp.WaitVisible(chromedp.ID("flash")),
+	)
+	if msg := text(t, bctx, "flash"); !strings.Contains(msg, "Refused: still not a command") {
+		t.Errorf("replay of a dead letter: %q", msg)
+	}
+	do(t, bctx, "forced replay",
+		chromedp.Click(chromedp.CSS(`input[name="force"]`)),
+		chromedp.Click(chromedp.ID("replay")),
+		chromedp.WaitVisible(chromedp.ID("confirm-replay")),
+		chromedp.Click(chromedp.ID("confirm-replay")),
+		chromedp.WaitVisible(chromedp.ID("flash")),
+	)
+	if msg := text(t, bctx, "flash"); !strings.Contains(msg, "Replayed "+devstack.DLQTopic) || !strings.Contains(msg, "forced") {
+		t.Errorf("forced replay: %q", msg)
+	}
+
 	// Screenshots for docs/console.md.
 	docs := filepath.Join("..", "..", "docs", "console")
 	if err := os.MkdirAll(docs, 0o755); err != nil {
