@@ -37,6 +37,7 @@ import (
 	"github.com/paycore/withdraw/internal/admin"
 	"github.com/paycore/withdraw/internal/app"
 	"github.com/paycore/withdraw/internal/config"
+	"github.com/paycore/withdraw/internal/console"
 	"github.com/paycore/withdraw/internal/dispatch"
 	"github.com/paycore/withdraw/internal/health"
 	"github.com/paycore/withdraw/internal/httpserver"
@@ -224,6 +225,9 @@ func run(args []string) error {
 
 	late := http.NewServeMux()
 	if err := admin.Mount(late, conn.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
+		return err
+	}
+	if err := console.Mount(late, conn.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, console.FromConfig(cfg, reg, log)); err != nil {
 		return err
 	}
 	routes.Set(late)

@@ -28,6 +28,7 @@ func printBanner(w io.Writer, s *devstack.Stack, took time.Duration) {
 	fmt.Fprintf(w, "withdraw devstack is up (%s). Ctrl-C stops it.\n", took.Round(time.Millisecond))
 	fmt.Fprintf(w, "  kafka    %s  topics %s → %s, dead letters %s\n", kafka, devstack.CommandsTopic, devstack.EventsTopic, devstack.DLQTopic)
 	fmt.Fprintf(w, "  http     %s/metrics /healthz /readyz, WeChat callbacks /notify/wechatpay/default\n", http)
+	fmt.Fprintf(w, "  console  %s/ui/  log in with the admin token %s\n", http, s.AdminToken)
 	fmt.Fprintf(w, "  admin    %s/v1/withdrawals/{id}  Authorization: Bearer %s  (token in %s)\n", http, s.AdminToken, s.AdminTokenFile)
 	fmt.Fprintf(w, "  sandbox  http://%s  ledger http://%s/_sandbox/ledger  account \"default\" on all four channels\n", s.SandboxAddr, s.SandboxAddr)
 	fmt.Fprintf(w, "  data     %s  (%s)  logs %s\n", s.DataDir, s.Database, logs)

@@ -335,6 +335,15 @@ func TestDevstackEndToEnd(t *testing.T) {
 	if !strings.Contains(p.stdout.String(), filepath.Join(dir, "admin.token")) {
 		t.Fatalf("the banner does not name the admin token file")
 	}
+	// The console is mounted and the banner names it.
+	if !strings.Contains(p.stdout.String(), "http://"+p.http+"/ui/") {
+		t.Fatalf("the banner does not name the console")
+	}
+	if resp, err := http.Get("http://" + p.http + "/ui/"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("console login form: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	shown := withdrawctl(t, "show", "--admin-url", "http://"+p.http, "--admin-token-file", filepath.Join(dir, "admin.token"),
 		"--channel", "wechatpay_cancel", "--out-request-no", "E2EC0")
 	if !strings.Contains(shown, "SUCCEEDED") || strings.Contains(shown, "6222020200112233445") {

@@ -65,7 +65,7 @@ func parse(args []string, stderr io.Writer) (*settings, error) {
 	fs.IntVar(&s.opts.Partitions, "topic-partitions", 3, "partitions of the topics created at start (existing topics are left alone)")
 	fs.StringVar(&s.opts.MySQLDSN, "mysql-dsn", "", "use this MySQL database (go-sql-driver DSN, e.g. user:pass@tcp(127.0.0.1:3306)/withdraw) instead of SQLite in --data-dir")
 	fs.StringVar(&s.opts.SandboxAddr, "sandbox-addr", "127.0.0.1:8090", "listen address of the provider sandbox (WeChat Pay v3 + Allinpay; ledger at /_sandbox/ledger)")
-	fs.StringVar(&s.opts.HTTPAddr, "http-addr", "127.0.0.1:8080", "listen address of /metrics, /healthz, /readyz, the WeChat callbacks (/notify/wechatpay/default) and the admin API")
+	fs.StringVar(&s.opts.HTTPAddr, "http-addr", "127.0.0.1:8080", "listen address of /metrics, /healthz, /readyz, the WeChat callbacks (/notify/wechatpay/default), the admin API and the console (/ui/)")
 	fs.StringVar(&s.opts.AdminToken, "admin-token", "", "bearer token of the admin API (default: generated on first start into <data-dir>/admin.token, printed)")
 	fs.DurationVar(&s.opts.FinalDelay, "final-delay", 3*time.Second, "how long the sandbox keeps an order processing before its final status")
 	fs.DurationVar(&s.opts.RefundDelay, "refund-delay", 2*time.Second, "how long after SUCCESS a refunded order (amount ending in .43 yuan) bounces")

@@ -29,6 +29,7 @@ import (
 	"github.com/paycore/withdraw/internal/app"
 	"github.com/paycore/withdraw/internal/callback"
 	"github.com/paycore/withdraw/internal/config"
+	"github.com/paycore/withdraw/internal/console"
 	"github.com/paycore/withdraw/internal/health"
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/kafkautil"
@@ -194,6 +195,9 @@ func run(args []string) error {
 	late := http.NewServeMux()
 	callback.NewWeChat(conn, wechat, poller, log).Register(late)
 	if err := admin.Mount(late, conn.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
+		return err
+	}
+	if err := console.Mount(late, conn.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, console.FromConfig(cfg, reg, log)); err != nil {
 		return err
 	}
 	routes.Set(late)

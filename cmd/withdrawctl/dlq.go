@@ -5,37 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/paycore/withdraw/internal/withdrawal"
+	"github.com/paycore/withdraw/internal/deadletter"
+	"github.com/paycore/withdraw/internal/kafkautil"
 )
-
-// Headers the intake adds to a dead letter; a replay drops them. The
-// truncated and original_size/original_sha256 ones are only on a dead letter
-// cut to fit its topic (docs/intake.md).
-var dlqHeaders = map[string]bool{"error": true, "original_topic": true, "original_partition": true, "original_offset": true,
-	"truncated": true, "original_size": true, "original_sha256": true,
-	"original_key_size": true, "original_key_sha256": true, "original_headers_dropped": true}
-
-// original describes what a truncated dead letter lacks: "-" for a
-// complete one.
-func original(r record) string {
-	if r.header("truncated") != "true" {
-		return "-"
-	}
-	s := fmt.Sprintf("TRUNCATED: value %s bytes sha256=%s", r.header("original_size"), r.header("original_sha256"))
-	if k := r.header("original_key_size"); k != "" {
-		s += fmt.Sprintf("; key %s bytes sha256=%s", k, r.header("original_key_sha256"))
-	}
-	if n := r.header("original_headers_dropped"); n != "" {
-		s += "; " + n + " header(s) dropped"
-	}
-	return s
-}
 
 func (c *cli) dlqList(args []string) error {
 	fs := c.flags("dlq list", "[flags]",
@@ -55,44 +32,23 @@ hold payee data in plaintext, as upstream sent it: keep the output to yourself.`
 	if len(pos) > 0 {
 		return fmt.Errorf("dlq list: unexpected arguments %v", pos)
 	}
-	_, client, done, err := connect(*brokerList)
+	bl, err := brokers(*brokerList)
 	if err != nil {
 		return err
 	}
-	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	ps, bnd, err := topicBounds(ctx, client, *topic)
+	letters, _, err := deadletter.Topics{Brokers: bl, DLQ: *topic}.List(ctx, *limit)
 	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tOFFSET\tTIME\tERROR\tFROM\tKEY\tVALUE\tORIGINAL")
 	total := 0
-	for _, p := range ps {
-		first, last := bnd[p][0], bnd[p][1]
-		if *limit > 0 && last-first > int64(*limit) {
-			first = last - int64(*limit)
-		}
-		for off := first; off < last; {
-			recs, err := fetch(ctx, client, *topic, p, off, 100*time.Millisecond)
-			if err != nil {
-				return err
-			}
-			if len(recs) == 0 {
-				break // compacted or transactional markers: nothing more to read
-			}
-			for _, r := range recs {
-				if r.Offset >= last {
-					break
-				}
-				from := r.header("original_topic") + "/" + r.header("original_partition") + "@" + r.header("original_offset")
-				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%q\t%s\t%s\n", r.Partition, r.Offset, r.Time.Local().Format(time.RFC3339),
-					r.header("error"), from, r.Key, preview(r.Value, *n), original(r))
-				total++
-				off = r.Offset + 1
-			}
-		}
+	for _, r := range letters {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%q\t%s\t%s\n", r.Partition, r.Offset, r.Time.Local().Format(time.RFC3339),
+			r.Error(), r.From(), r.Key, deadletter.Preview(r.Value, *n), r.Original())
+		total++
 	}
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "%d dead letter(s) in %s\n", total, *topic)
@@ -106,30 +62,22 @@ func connect(brokerList string) (bl []string, client *kafka.Client, done func(),
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	client, done = kafkaClient(bl)
+	client, done = kafkautil.Client(bl)
 	return bl, client, done, nil
 }
 
 // topicBounds lists a topic's partitions and, by partition, their first and
 // last (next to be written) offsets.
 func topicBounds(ctx context.Context, client *kafka.Client, topic string) ([]int, map[int][2]int64, error) {
-	ps, err := partitions(ctx, client, topic)
+	ps, err := kafkautil.Partitions(ctx, client, topic)
 	if err != nil {
 		return nil, nil, err
 	}
-	bnd, err := bounds(ctx, client, topic, ps)
+	bnd, err := kafkautil.Bounds(ctx, client, topic, ps)
 	if err != nil {
 		return nil, nil, err
 	}
 	return ps, bnd, nil
-}
-
-// preview quotes the first n bytes of v.
-func preview(v []byte, n int) string {
-	if len(v) <= n {
-		return strconv.Quote(string(v))
-	}
-	return strconv.Quote(string(v[:n])) + fmt.Sprintf("… (%d bytes)", len(v))
 }
 
 func (c *cli) dlqReplay(args []string) error {
@@ -161,79 +109,38 @@ truncated to fit its topic holds only the start of the original: it is replayed 
 		fs.Usage()
 		return errors.New("dlq replay: --offset is required")
 	}
-	bl, client, done, err := connect(*brokerList)
+	bl, err := brokers(*brokerList)
 	if err != nil {
 		return err
 	}
-	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	ps, err := partitions(ctx, client, *dlqTopic)
+	topics := deadletter.Topics{Brokers: bl, DLQ: *dlqTopic, Commands: *cmdTopic}
+	dead, err := topics.Get(ctx, *partition, *offset)
 	if err != nil {
-		return err
+		return fmt.Errorf("dlq replay: %w", err)
 	}
-	if *partition < 0 {
-		if len(ps) != 1 {
-			return fmt.Errorf("dlq replay: %s has %d partitions: --partition is required", *dlqTopic, len(ps))
-		}
-		*partition = ps[0]
-	}
-	bnd, err := bounds(ctx, client, *dlqTopic, []int{*partition})
-	if err != nil {
-		return err
-	}
-	if b := bnd[*partition]; *offset < b[0] || *offset >= b[1] {
-		return fmt.Errorf("dlq replay: no dead letter at %s/%d@%d (the partition holds offsets %d to %d)", *dlqTopic, *partition, *offset, b[0], b[1]-1)
-	}
-	recs, err := fetch(ctx, client, *dlqTopic, *partition, *offset, 100*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	if len(recs) == 0 || recs[0].Offset != *offset {
-		return fmt.Errorf("dlq replay: no dead letter at %s/%d@%d", *dlqTopic, *partition, *offset)
-	}
-	dead := recs[0]
-	if dead.header("truncated") == "true" && *valueFile == "" {
-		return &exitError{2, fmt.Errorf("dlq replay: the dead letter holds only the first %d of %s bytes (original_sha256 %s); the original is at %s/%s@%s: replay a fixed or recovered version with --value-file",
-			len(dead.Value), dead.header("original_size"), dead.header("original_sha256"),
-			dead.header("original_topic"), dead.header("original_partition"), dead.header("original_offset"))}
-	}
-	value, key := dead.Value, dead.Key
+	var fixed []byte
 	if *valueFile != "" {
-		if value, err = os.ReadFile(*valueFile); err != nil {
+		if fixed, err = os.ReadFile(*valueFile); err != nil {
 			return err
 		}
 	}
-	cmd, err := withdrawal.Decode(value)
-	var und *withdrawal.Undecodable
-	var rej *withdrawal.Rejection
-	switch {
-	case errors.As(err, &und) && !*force:
-		return &exitError{2, fmt.Errorf("dlq replay: still not a command (%s); fix it with --value-file, or --force to replay it anyway", und.Reason)}
-	case errors.As(err, &und):
-		fmt.Fprintf(c.stderr, "warning: replaying bytes that are not a command (%s): --force\n", und.Reason)
-	case errors.As(err, &rej):
-		fmt.Fprintf(c.stderr, "warning: the command will be rejected (reason_code=%s): %s\n", rej.Code, rej.Reason)
-	case err == nil:
-		if r := withdrawal.Validate(cmd); r != nil {
-			fmt.Fprintf(c.stderr, "warning: the command will be rejected (reason_code=%s): %s\n", r.Code, r.Reason)
-		}
+	if dead.Truncated() && fixed == nil {
+		_, err := deadletter.Check(dead, nil, *force)
+		return &exitError{2, fmt.Errorf("dlq replay: %w: use --value-file", err)}
 	}
-	if cmd != nil && *valueFile != "" {
-		key = []byte(cmd.OutRequestNo) // the fixed command's key, like upstream's
+	res, err := topics.Replay(ctx, dead, fixed, *force)
+	var refused *deadletter.Refused
+	if errors.As(err, &refused) {
+		return &exitError{2, fmt.Errorf("dlq replay: %w (--value-file, or --force to replay it anyway)", err)}
 	}
-	var headers []kafka.Header
-	for _, h := range dead.Headers {
-		if !dlqHeaders[h.Key] {
-			headers = append(headers, h)
-		}
-	}
-	from := fmt.Sprintf("%s/%d@%d", *dlqTopic, dead.Partition, dead.Offset)
-	headers = append(headers, kafka.Header{Key: "replayed_from", Value: []byte(from)})
-	p, off, err := produce(ctx, bl, *cmdTopic, key, value, headers)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "replayed %s to %s partition %d offset %d\n", from, *cmdTopic, p, off)
+	for _, w := range res.Warnings {
+		fmt.Fprintf(c.stderr, "warning: %s\n", w)
+	}
+	fmt.Fprintf(c.stdout, "replayed %s to %s partition %d offset %d\n", res.From, res.Topic, res.Partition, res.Offset)
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
@@ -62,7 +63,7 @@ committed). Follows new events until Ctrl-C, --max events or --timeout.`)
 		wg      sync.WaitGroup
 		errs    = make([]error, len(ps))
 	)
-	emit := func(r record) {
+	emit := func(r kafkautil.Record) {
 		var ev withdrawal.Event
 		if err := json.Unmarshal(r.Value, &ev); err != nil {
 			mu.Lock()
@@ -97,7 +98,7 @@ committed). Follows new events until Ctrl-C, --max events or --timeout.`)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				recs, err := fetch(ctx, client, *topic, p, offset, 500*time.Millisecond)
+				recs, err := kafkautil.Fetch(ctx, client, *topic, p, offset, 500*time.Millisecond)
 				if err != nil {
 					if ctx.Err() != nil {
 						return
@@ -121,7 +122,7 @@ committed). Follows new events until Ctrl-C, --max events or --timeout.`)
 }
 
 // eventLine renders one event on one line.
-func eventLine(r record, ev *withdrawal.Event) string {
+func eventLine(r kafkautil.Record, ev *withdrawal.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %-22s", ev.OccurredAt, ev.Type)
 	if ev.WithdrawalID != "" {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/paycore/withdraw/internal/admin"
 	"github.com/paycore/withdraw/internal/admin/admintest"
+	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
@@ -72,21 +73,21 @@ func TestHelp(t *testing.T) {
 
 // readAll reads every message of a topic (all partitions) until count are
 // read or the deadline passes.
-func readAll(t *testing.T, brokers []string, topic string, count int) []record {
+func readAll(t *testing.T, brokers []string, topic string, count int) []kafkautil.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	client, done := kafkaClient(brokers)
+	client, done := kafkautil.Client(brokers)
 	defer done()
-	ps, err := partitions(ctx, client, topic)
+	ps, err := kafkautil.Partitions(ctx, client, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []record
+	var out []kafkautil.Record
 	next := map[int]int64{}
 	for len(out) < count && ctx.Err() == nil {
 		for _, p := range ps {
-			recs, err := fetch(ctx, client, topic, p, next[p], 50*time.Millisecond)
+			recs, err := kafkautil.Fetch(ctx, client, topic, p, next[p], 50*time.Millisecond)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,13 +106,13 @@ func readAll(t *testing.T, brokers []string, topic string, count int) []record {
 // countMessages is the number of messages a topic holds.
 func countMessages(t *testing.T, brokers []string, topic string) int64 {
 	t.Helper()
-	client, done := kafkaClient(brokers)
+	client, done := kafkautil.Client(brokers)
 	defer done()
-	ps, err := partitions(context.Background(), client, topic)
+	ps, err := kafkautil.Partitions(context.Background(), client, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bnd, err := bounds(context.Background(), client, topic, ps)
+	bnd, err := kafkautil.Bounds(context.Background(), client, topic, ps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestSubmit(t *testing.T) {
 	if n := countMessages(t, brokers, topic); n != 3 {
 		t.Fatalf("%d messages on the topic, want 3 (invalid ones must not be produced)", n)
 	}
-	byKey := map[string]record{}
+	byKey := map[string]kafkautil.Record{}
 	for _, m := range msgs {
 		byKey[string(m.Key)] = m
 	}
@@ -213,7 +214,7 @@ func TestDLQListReplay(t *testing.T) {
 		headers := []kafka.Header{{Key: "trace", Value: []byte("t-1")}, {Key: "error", Value: []byte(reason)},
 			{Key: "original_topic", Value: []byte("withdraw.commands")}, {Key: "original_partition", Value: []byte("4")},
 			{Key: "original_offset", Value: []byte("1234")}}
-		if _, _, err := produce(ctx, brokers, dlq, []byte(key), []byte(value), append(headers, extra...)); err != nil {
+		if _, _, err := kafkautil.Produce(ctx, brokers, dlq, []byte(key), []byte(value), append(headers, extra...)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -267,7 +268,7 @@ func TestDLQListReplay(t *testing.T) {
 	if string(msgs[0].Value) != fixedCmd || string(msgs[0].Key) != "DLQ1" {
 		t.Errorf("replayed fixed = %q key %q", msgs[0].Value, msgs[0].Key)
 	}
-	if msgs[0].header("replayed_from") != dlq+"/0@0" || msgs[0].header("trace") != "t-1" || msgs[0].header("error") != "" || msgs[0].header("original_offset") != "" {
+	if msgs[0].Header("replayed_from") != dlq+"/0@0" || msgs[0].Header("trace") != "t-1" || msgs[0].Header("error") != "" || msgs[0].Header("original_offset") != "" {
 		t.Errorf("replayed headers = %+v", msgs[0].Headers)
 	}
 	if string(msgs[1].Value) != `{"channel":"wechatpay_platform","amount":1}` || string(msgs[1].Key) != "DLQ2" {
@@ -358,7 +359,7 @@ func TestEvents(t *testing.T) {
 		if key == "" {
 			key = ev.OutRequestNo
 		}
-		if _, _, err := produce(ctx, brokers, topic, []byte(key), b, nil); err != nil {
+		if _, _, err := kafkautil.Produce(ctx, brokers, topic, []byte(key), b, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

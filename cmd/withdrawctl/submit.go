@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
@@ -161,7 +162,7 @@ Examples:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	p, off, err := produce(ctx, bl, *topic, []byte(decoded.OutRequestNo), value, nil)
+	p, off, err := kafkautil.Produce(ctx, bl, *topic, []byte(decoded.OutRequestNo), value, nil)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,8 @@ Local MariaDB + Kafka for tests, no Docker. State (data, logs, pids, jars) is
 kept in .localenv/ at the repo root (WITHDRAW_ENV_STATE_DIR).
 
 Commands:
-  up              install/download what is missing, start MariaDB and Kafka
+  up              install/download what is missing (MariaDB, Kafka, Chromium),
+                  start MariaDB and Kafka
                   (reuses servers that are already running), wait until ready
   down [--wipe]   stop both (SIGTERM, then SIGKILL); --wipe also deletes data
   status          show what is running
@@ -46,8 +47,9 @@ If WITHDRAW_MYSQL_DSN or WITHDRAW_KAFKA_BROKERS is already set to some other
 server (e.g. you run docker compose yourself), `up` leaves that one alone and
 `env` prints the value you set.
 
-Needs: root for the one-time `apt-get install mariadb-server` (otherwise install
-it yourself), Java 17+, Maven, Go. Timeouts: WITHDRAW_ENV_TIMEOUT (seconds,
+Needs: root for the one-time `apt-get install mariadb-server chromium` (otherwise
+install them yourself; chromium is for the console's browser test), Java 17+,
+Maven, Go. Timeouts: WITHDRAW_ENV_TIMEOUT (seconds,
 default 120) per server.
 EOF
 }
@@ -204,6 +206,42 @@ ensure_mariadb_installed() {
 	if [[ -n $made_policy ]]; then rm -f "$policy"; fi
 	[[ $rc -eq 0 ]] || fail_with_log mariadb "$apt_log" "apt-get install mariadb-server failed"
 	find_mariadbd >/dev/null || die "mariadb-server installed but mariadbd not found"
+}
+
+# ------------------------------------------------------------- Chromium --
+
+# The console's browser test (internal/console) drives a headless Chromium:
+# Debian's chromium, installed like mariadb-server when missing, with a CJK
+# font so that Chinese field values render in its screenshots. Quick when
+# both are there: two lookups, no apt.
+find_chromium() {
+	local c
+	for c in chromium chromium-browser google-chrome; do
+		command -v "$c" && return 0
+	done
+	return 1
+}
+
+ensure_chromium_installed() {
+	if find_chromium >/dev/null && fc-list :lang=zh 2>/dev/null | grep -q .; then
+		return 0
+	fi
+	if [[ $(id -u) -ne 0 ]]; then
+		log "chromium: not installed (the console's browser test needs it): sudo apt-get install -y chromium fonts-wqy-zenhei"
+		return 0
+	fi
+	log "chromium: installing chromium and fonts-wqy-zenhei with apt-get (one time)"
+	mkdir -p "$STATE"
+	local apt_log="$STATE/apt-chromium.log" rc=0
+	: >"$apt_log"
+	if ! apt-cache show chromium >/dev/null 2>&1; then
+		apt-get update >>"$apt_log" 2>&1 || rc=$?
+	fi
+	if [[ $rc -eq 0 ]]; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-wqy-zenhei >>"$apt_log" 2>&1 || rc=$?
+	fi
+	[[ $rc -eq 0 ]] || fail_with_log chromium "$apt_log" "apt-get install chromium failed"
+	find_chromium >/dev/null || die "chromium installed but not found on PATH"
 }
 
 # The OS account mariadbd runs as. mariadbd refuses to run as root unless told
@@ -607,6 +645,7 @@ cmd_up() {
 	if [[ -n $want_kafka ]]; then kafka_launch_nodes; fi
 	if [[ -n $want_db ]]; then mariadb_start; fi
 	if [[ -n $want_kafka ]]; then kafka_wait_nodes; fi
+	ensure_chromium_installed
 	log "up. To use it:  eval \"\$(deploy/local/env.sh env)\""
 }
 

@@ -151,6 +151,17 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	h.respond(w, r, row, err)
 }
 
+// Withdrawal is the view of one withdrawal by id, as GET
+// /v1/withdrawals/{id} answers it (store.ErrNotFound when there is none),
+// for other operator front ends (the console) to show the same thing.
+func (h *Handler) Withdrawal(ctx context.Context, id string) (*View, error) {
+	row, err := store.GetWithdrawal(ctx, h.db, id)
+	if err != nil {
+		return nil, err
+	}
+	return h.view(ctx, row)
+}
+
 func (h *Handler) lookup(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	channel, account, no := q.Get("channel"), q.Get("account"), q.Get("out_request_no")
@@ -317,44 +328,63 @@ type RequeryResult struct {
 	By string `json:"by"`
 }
 
-// requery makes a withdrawal due now for whoever follows it in its state.
+// requery serves POST …/requery with Requery.
+func (h *Handler) requery(w http.ResponseWriter, r *http.Request) {
+	res, err := h.Requery(r.Context(), r.PathValue("id"), r.RemoteAddr)
+	var rerr *RequeryError
+	switch {
+	case errors.As(err, &rerr):
+		writeError(w, rerr.Status, rerr.Code, rerr.Message)
+	case err != nil:
+		h.internal(w, r, err)
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// RequeryError is a requery refused for a reason the operator can act on:
+// the HTTP status and error code the admin API answers with.
+type RequeryError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *RequeryError) Error() string { return e.Message }
+
+// Requery makes a withdrawal due now for whoever follows it in its state.
 // Only next_attempt_at changes: no state change, no version, no event. A
 // poller or dispatcher holding it at that moment notices the change and
-// drops its result; the next sweep queries again.
-func (h *Handler) requery(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	row, err := store.GetWithdrawal(ctx, h.db, r.PathValue("id"))
+// drops its result; the next sweep queries again. A refusal (no such
+// withdrawal, a state with nothing to query, a concurrent change) is a
+// *RequeryError; remote names the requester in the log.
+func (h *Handler) Requery(ctx context.Context, id, remote string) (*RequeryResult, error) {
+	row, err := store.GetWithdrawal(ctx, h.db, id)
 	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no such withdrawal")
-		return
+		return nil, &RequeryError{http.StatusNotFound, CodeNotFound, "no such withdrawal"}
 	}
 	if err != nil {
-		h.internal(w, r, err)
-		return
+		return nil, err
 	}
 	now := h.now().UTC().Truncate(time.Microsecond)
 	by, ok, err := store.Requery(ctx, h.db, row, now)
 	if err != nil {
-		h.internal(w, r, err)
-		return
+		return nil, err
 	}
 	if by == "" {
-		writeError(w, http.StatusConflict, CodeNotRequeryable, notRequeryable(row))
-		return
+		return nil, &RequeryError{http.StatusConflict, CodeNotRequeryable, notRequeryable(row)}
 	}
 	if !ok {
 		again, err := store.GetWithdrawal(ctx, h.db, row.ID)
 		if err != nil {
-			h.internal(w, r, err)
-			return
+			return nil, err
 		}
-		writeError(w, http.StatusConflict, CodeChanged,
-			fmt.Sprintf("the withdrawal changed meanwhile (now %s, version %d): look again", again.State, again.Version))
-		return
+		return nil, &RequeryError{http.StatusConflict, CodeChanged,
+			fmt.Sprintf("the withdrawal changed meanwhile (now %s, version %d): look again", again.State, again.Version)}
 	}
 	h.log.Info("admin: requery requested", "withdrawal_id", row.ID, "out_request_no", row.OutRequestNo,
-		"channel", row.Channel, "state", row.State, "by", by, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, RequeryResult{ID: row.ID, OutRequestNo: row.OutRequestNo, State: row.State, NextAttemptAt: now, By: by})
+		"channel", row.Channel, "state", row.State, "by", by, "remote", remote)
+	return &RequeryResult{ID: row.ID, OutRequestNo: row.OutRequestNo, State: row.State, NextAttemptAt: now, By: by}, nil
 }
 
 func notRequeryable(row *store.Withdrawal) string {

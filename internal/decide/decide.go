@@ -530,3 +530,75 @@ func SucceededAt(w *store.Withdrawal) time.Time {
 	}
 	return w.UpdatedAt
 }
+
+// Explain says what happens next to w and why, in an operator's words, with
+// the time it is due (zero when nothing is scheduled): the reading of
+// next_attempt_at under the same rules that set it. Times in the text are
+// Beijing time.
+func (d Decider) Explain(w *store.Withdrawal, now time.Time) (time.Time, string) {
+	r := d.Rules
+	ch := withdrawal.Channel(w.Channel)
+	at := w.NextAttemptAt
+	bj := func(t time.Time) string { return t.In(withdrawal.Beijing).Format("15:04 Beijing, 2006-01-02") }
+	due := "due now"
+	if at.After(now) {
+		due = "at " + bj(at)
+	}
+	if !at.Before(FarFuture) {
+		at = time.Time{}
+	}
+	switch withdrawal.State(w.State) {
+	case withdrawal.StateAccepted:
+		return at, "submission to the provider " + due + " (the dispatcher, within the merchant's in-flight cap)"
+	case withdrawal.StateSubmitting:
+		lease := ""
+		if w.LeaseExpiresAt != nil {
+			lease = " until " + bj(*w.LeaseExpiresAt)
+		}
+		return at, "a dispatcher (" + w.LeaseOwner + ") holds it" + lease + "; if its lease expires it becomes UNKNOWN and is queried"
+	case withdrawal.StateUnknown:
+		sent := FirstSent(w, now)
+		why := "query " + due + " to settle the ambiguous outcome; a conclusive \"not found\" re-sends the identical request"
+		if q := r.QueryableAt(ch, sent); q.After(now) {
+			why += "; the provider's \"not found\" proves nothing before " + bj(q) + " (" + queryRule(r, ch) + ")"
+		}
+		return at, why
+	case withdrawal.StateSubmitted:
+		if at.IsZero() {
+			return at, "no longer queried: past the provider's query window, reported daily as stuck"
+		}
+		if w.ResubmitRequested {
+			return at, "re-send of the identical request " + due + " (the provider asked for it: INIT)"
+		}
+		sent := FirstSent(w, now)
+		if q := r.QueryableAt(ch, sent); !at.After(q) && q.After(now) {
+			return at, "query after " + bj(q) + " (" + queryRule(r, ch) + "; a callback may settle it sooner)"
+		}
+		return at, "status query " + due + " (backoff while the provider reports no change; a callback may settle it sooner)"
+	case withdrawal.StateSucceeded:
+		if at.IsZero() || !Follows(ch) {
+			return time.Time{}, "final on this channel: nothing scheduled"
+		}
+		succeeded := SucceededAt(w)
+		n := 1
+		for _, f := range FollowUpSchedule {
+			if succeeded.Add(time.Duration(f * float64(r.FollowSucceeded))).Before(at) {
+				n++
+			}
+		}
+		return at, fmt.Sprintf("refund (退票) follow-up query %d of %d %s, until %s", min(n, len(FollowUpSchedule)+1),
+			len(FollowUpSchedule)+1, due, bj(succeeded.Add(r.FollowSucceeded)))
+	}
+	return time.Time{}, w.State + " is final: nothing scheduled"
+}
+
+// queryRule names the provider's rule behind QueryableAt.
+func queryRule(r schedule.Rules, ch withdrawal.Channel) string {
+	switch {
+	case r.Fixed > 0:
+		return fmt.Sprintf("accelerated rules: %s after the first send", r.Fixed)
+	case ch == withdrawal.ChannelAllinpayShopoint:
+		return fmt.Sprintf("Allinpay answers from minute %d of the next hour", r.AllinpayQueryMinute)
+	}
+	return fmt.Sprintf("WeChat answers queries from %02d:00 Beijing the day after the first send", r.WeChatQueryHour)
+}

@@ -305,3 +305,20 @@ func TestFollowUpIsAHandfulOfQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestExplain: the console's reading of next_attempt_at names the
+// provider's timing rule in Beijing time.
+func TestExplain(t *testing.T) {
+	d := Decider{Rules: schedule.Production()}
+	sent := time.Date(2026, 11, 30, 15, 0, 0, 0, withdrawal.Beijing)
+	w := &store.Withdrawal{Channel: string(withdrawal.ChannelWeChatPlatform), State: string(withdrawal.StateSubmitted),
+		FirstSentAt: &sent, NextAttemptAt: d.Rules.QueryableAt(withdrawal.ChannelWeChatPlatform, sent)}
+	at, why := d.Explain(w, sent.Add(time.Minute))
+	if !at.Equal(w.NextAttemptAt) || !strings.Contains(why, "query after 08:00 Beijing, 2026-12-01") {
+		t.Errorf("submitted: %v %q", at, why)
+	}
+	w.State, w.NextAttemptAt = string(withdrawal.StateFailed), FarFuture
+	if at, why := d.Explain(w, sent); !at.IsZero() || !strings.Contains(why, "final") {
+		t.Errorf("failed: %v %q", at, why)
+	}
+}

@@ -35,6 +35,8 @@ import (
 
 	"github.com/paycore/withdraw/internal/admin"
 	"github.com/paycore/withdraw/internal/callback"
+	"github.com/paycore/withdraw/internal/console"
+	"github.com/paycore/withdraw/internal/deadletter"
 	"github.com/paycore/withdraw/internal/dispatch"
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/intake"
@@ -341,6 +343,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	if err := admin.Mount(srv.Mux, db.DB, s.AdminTokenFile, keys.piiKeysFile, log); err != nil {
+		cancel()
+		waitRelay()
+		return nil, err
+	}
+	if err := console.Mount(srv.Mux, db.DB, s.AdminTokenFile, keys.piiKeysFile, console.Options{Rules: rules, Gatherer: reg, Logger: log,
+		DeadLetters: deadletter.Topics{Brokers: s.Brokers, DLQ: DLQTopic, Commands: CommandsTopic}}); err != nil {
 		cancel()
 		waitRelay()
 		return nil, err

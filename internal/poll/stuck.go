@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
+
+	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
@@ -52,13 +55,32 @@ type stuckQuery struct {
 	since string // the column the age counts from
 }
 
+// StuckLimits are the limits of the stuck report: the poller's options, so
+// that other readers (the operator console) apply the same rules.
+type StuckLimits struct {
+	Rules                                 schedule.Rules
+	UnknownStuckAfter, AcceptedStuckAfter time.Duration
+}
+
+// DefaultStuckLimits are the limits a poller with rules and default
+// options reports by.
+func DefaultStuckLimits(rules schedule.Rules) StuckLimits {
+	o := Options{Rules: rules}
+	o.defaults()
+	return StuckLimits{Rules: o.Rules, UnknownStuckAfter: o.UnknownStuckAfter, AcceptedStuckAfter: o.AcceptedStuckAfter}
+}
+
 func (p *Poller) stuckQueries() []stuckQuery {
-	r := p.opts.Rules
+	return StuckLimits{Rules: p.opts.Rules, UnknownStuckAfter: p.opts.UnknownStuckAfter, AcceptedStuckAfter: p.opts.AcceptedStuckAfter}.queries()
+}
+
+func (l StuckLimits) queries() []stuckQuery {
+	r := l.Rules
 	sent := "COALESCE(first_sent_at, submitted_at, created_at)"
 	return []stuckQuery{
 		{StuckClass{withdrawal.StateUnknown, StuckUnknown}, "state = ? AND " + sent + " < ?",
 			func(now time.Time) []any {
-				return []any{string(withdrawal.StateUnknown), now.Add(-p.opts.UnknownStuckAfter)}
+				return []any{string(withdrawal.StateUnknown), now.Add(-l.UnknownStuckAfter)}
 			}, sent},
 		{StuckClass{withdrawal.StateSubmitted, StuckInit}, "state = ? AND provider_status = ? AND " + sent + " < ? AND " + sent + " >= ?",
 			func(now time.Time) []any {
@@ -68,9 +90,44 @@ func (p *Poller) stuckQueries() []stuckQuery {
 			func(now time.Time) []any { return []any{string(withdrawal.StateSubmitted), now.Add(-r.QueryWindow)} }, sent},
 		{StuckClass{withdrawal.StateAccepted, StuckNotDispatched}, "state = ? AND created_at < ?",
 			func(now time.Time) []any {
-				return []any{string(withdrawal.StateAccepted), now.Add(-p.opts.AcceptedStuckAfter)}
+				return []any{string(withdrawal.StateAccepted), now.Add(-l.AcceptedStuckAfter)}
 			}, "created_at"},
 	}
+}
+
+// Stuck lists up to limit withdrawals of each stuck class at now, oldest
+// first, with each class's count: the daily report's rules, without its
+// logging or gauge.
+func (l StuckLimits) Stuck(ctx context.Context, db *gorm.DB, now time.Time, limit int) (StuckReport, map[StuckClass][]StuckWithdrawal, error) {
+	report := StuckReport{}
+	lists := map[StuckClass][]StuckWithdrawal{}
+	for _, q := range l.queries() {
+		var n int64
+		if err := db.WithContext(ctx).Model(&store.Withdrawal{}).Where(q.where, q.args(now)...).Count(&n).Error; err != nil {
+			return report, lists, fmt.Errorf("stuck %s: %w", q.class.Reason, err)
+		}
+		report[q.class] = n
+		if n == 0 || limit <= 0 {
+			continue
+		}
+		var rows []StuckWithdrawal
+		if err := db.WithContext(ctx).Model(&store.Withdrawal{}).
+			Select("id, channel, account, out_request_no, state, "+q.since+" AS since").
+			Where(q.where, q.args(now)...).Order(q.since).Limit(limit).Scan(&rows).Error; err != nil {
+			return report, lists, fmt.Errorf("stuck %s: %w", q.class.Reason, err)
+		}
+		lists[q.class] = rows
+	}
+	return report, lists, nil
+}
+
+// StuckClasses lists the classes in the report's order.
+func StuckClasses() []StuckClass {
+	var out []StuckClass
+	for _, q := range (StuckLimits{}).queries() {
+		out = append(out, q.class)
+	}
+	return out
 }
 
 // ReportStuck counts the withdrawals stuck beyond their limits, sets the

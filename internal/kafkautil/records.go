@@ -1,4 +1,4 @@
-package main
+package kafkautil
 
 import (
 	"context"
@@ -12,14 +12,15 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// kafkaClient is a client with a transport of its own.
-func kafkaClient(brokers []string) (*kafka.Client, func()) {
+// Client is a client with a transport of its own; the func releases its
+// connections.
+func Client(brokers []string) (*kafka.Client, func()) {
 	tr := &kafka.Transport{}
 	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: tr}, tr.CloseIdleConnections
 }
 
-// partitions lists a topic's partitions.
-func partitions(ctx context.Context, client *kafka.Client, topic string) ([]int, error) {
+// Partitions lists a topic's partitions.
+func Partitions(ctx context.Context, client *kafka.Client, topic string) ([]int, error) {
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
@@ -41,13 +42,13 @@ func partitions(ctx context.Context, client *kafka.Client, topic string) ([]int,
 	return ps, nil
 }
 
-// produce writes one record with RequireAll to the partition the services'
+// Produce writes one record with RequireAll to the partition the services'
 // writers would choose for its key (murmur2, like a Java producer), and
 // returns where it landed.
-func produce(ctx context.Context, brokers []string, topic string, key, value []byte, headers []kafka.Header) (partition int, offset int64, err error) {
-	client, done := kafkaClient(brokers)
+func Produce(ctx context.Context, brokers []string, topic string, key, value []byte, headers []kafka.Header) (partition int, offset int64, err error) {
+	client, done := Client(brokers)
 	defer done()
-	ps, err := partitions(ctx, client, topic)
+	ps, err := Partitions(ctx, client, topic)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -84,8 +85,8 @@ func produce(ctx context.Context, brokers []string, topic string, key, value []b
 	return partition, resp.BaseOffset, nil
 }
 
-// record is one consumed record, read completely.
-type record struct {
+// Record is one consumed record, read completely.
+type Record struct {
 	Partition int
 	Offset    int64
 	Time      time.Time
@@ -94,7 +95,8 @@ type record struct {
 	Headers   []kafka.Header
 }
 
-func (r *record) header(key string) string {
+// Header is the value of the record's header key ("" when absent).
+func (r *Record) Header(key string) string {
 	for _, h := range r.Headers {
 		if h.Key == key {
 			return string(h.Value)
@@ -103,8 +105,8 @@ func (r *record) header(key string) string {
 	return ""
 }
 
-// bounds returns a partition's first and last (next to be written) offsets.
-func bounds(ctx context.Context, client *kafka.Client, topic string, ps []int) (map[int][2]int64, error) {
+// Bounds returns a partition's first and last (next to be written) offsets.
+func Bounds(ctx context.Context, client *kafka.Client, topic string, ps []int) (map[int][2]int64, error) {
 	var reqs []kafka.OffsetRequest
 	for _, p := range ps {
 		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
@@ -123,9 +125,9 @@ func bounds(ctx context.Context, client *kafka.Client, topic string, ps []int) (
 	return out, nil
 }
 
-// fetch reads the records of one partition from offset (inclusive), at most
+// Fetch reads the records of one partition from offset (inclusive), at most
 // one fetch's worth, waiting up to wait for the first one.
-func fetch(ctx context.Context, client *kafka.Client, topic string, partition int, offset int64, wait time.Duration) ([]record, error) {
+func Fetch(ctx context.Context, client *kafka.Client, topic string, partition int, offset int64, wait time.Duration) ([]Record, error) {
 	resp, err := client.Fetch(ctx, &kafka.FetchRequest{
 		Topic: topic, Partition: partition, Offset: offset, MinBytes: 1, MaxBytes: 4 << 20, MaxWait: wait,
 		IsolationLevel: kafka.ReadCommitted,
@@ -136,7 +138,7 @@ func fetch(ctx context.Context, client *kafka.Client, topic string, partition in
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s/%d@%d: %w", topic, partition, offset, err)
 	}
-	var out []record
+	var out []Record
 	for {
 		r, err := resp.Records.ReadRecord()
 		if errors.Is(err, io.EOF) {
@@ -145,7 +147,7 @@ func fetch(ctx context.Context, client *kafka.Client, topic string, partition in
 		if err != nil {
 			return out, fmt.Errorf("fetch %s/%d: %w", topic, partition, err)
 		}
-		rec := record{Partition: partition, Offset: r.Offset, Time: r.Time}
+		rec := Record{Partition: partition, Offset: r.Offset, Time: r.Time}
 		for _, h := range r.Headers { // valid only until the next ReadRecord
 			rec.Headers = append(rec.Headers, kafka.Header{Key: h.Key, Value: append([]byte(nil), h.Value...)})
 		}
