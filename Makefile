@@ -24,7 +24,7 @@ ENV_SH      := bash deploy/local/env.sh
 # Go files to gofmt-check: everything except local env state and vendored code.
 GO_FILES = $(shell find . \( -path ./.localenv -o -path ./.localenv-chaos -o -path ./.devstack -o -path ./vendor -o -path ./.git \) -prune -o -name '*.go' -print)
 
-.PHONY: env-up env-down test test-short vet bench bench-quick bench-intake chaos chaos-quick
+.PHONY: env-up env-down test test-short vet bench bench-quick bench-intake chaos chaos-quick screenshots
 
 env-up:
 	$(ENV_SH) up
@@ -81,3 +81,7 @@ bench: env-up
 
 bench-quick: env-up
 	eval "$$($(ENV_SH) env)" && $(GO) run ./cmd/bench all --quick $(BENCH_FLAGS)
+
+# Retakes docs/console.md's screenshots with the console's browser test.
+screenshots: env-up
+	eval "$$($(ENV_SH) env)" && WITHDRAW_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -run TestConsoleInBrowser ./internal/console

@@ -1,9 +1,11 @@
 package console_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	stdpng "image/png"
 	"io"
 	"net"
 	"net/http"
@@ -228,10 +230,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("forced replay: %q", msg)
 	}
 
-	// Screenshots for docs/console.md.
-	docs := filepath.Join("..", "..", "docs", "console")
-	if err := os.MkdirAll(docs, 0o755); err != nil {
-		t.Fatal(err)
+	// Screenshots: every run takes and checks them; with
+	// WITHDRAW_UPDATE_SCREENSHOTS=1 (make screenshots) they replace
+	// docs/console.md's, otherwise they go to a temporary directory so a
+	// test run leaves the tree clean (the pages show the time).
+	docs := t.TempDir()
+	if os.Getenv("WITHDRAW_UPDATE_SCREENSHOTS") != "" {
+		docs = filepath.Join("..", "..", "docs", "console")
+		if err := os.MkdirAll(docs, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	shot := func(name, url, ready string, width, height int64, opts ...chromedp.EmulateViewportOption) {
 		do(t, bctx, "screenshot "+name,
@@ -243,6 +251,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if cfg, err := stdpng.DecodeConfig(bytes.NewReader(png)); err != nil || int64(cfg.Width) < width/2 {
+			t.Fatalf("screenshot %s is not a page-sized PNG: %v", name, err)
 		}
 		if err := os.WriteFile(filepath.Join(docs, name), png, 0o644); err != nil {
 			t.Fatal(err)
