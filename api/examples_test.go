@@ -24,7 +24,7 @@ var jsonBlock = regexp.MustCompile("(?s)```json\n(.*?)```")
 func TestDocumentedExamples(t *testing.T) {
 	type example struct{ where, text string }
 	var examples []example
-	for _, doc := range []string{"../README.md", "README.md"} {
+	for _, doc := range []string{"../README.md", "../docs/messages.md", "README.md"} {
 		b, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)

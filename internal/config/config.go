@@ -296,7 +296,7 @@ func Lookup(flagName string) (Setting, bool) {
 	return Setting{}, false
 }
 
-// Markdown renders the settings as the README's configuration table.
+// Markdown renders the settings as docs/operations.md's configuration table.
 func Markdown() string {
 	var b strings.Builder
 	b.WriteString("| flag | environment | default | meaning |\n|---|---|---|---|\n")

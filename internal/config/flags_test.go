@@ -2,4 +2,4 @@ package config
 
 import "flag"
 
-var update = flag.Bool("update", false, "rewrite README.md's configuration table")
+var update = flag.Bool("update", false, "rewrite docs/operations.md's configuration table")

@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-// TestREADMEConfigTable keeps the README's configuration table equal to the
+// TestDocsConfigTable keeps docs/operations.md's configuration table equal to the
 // settings the binaries really parse. Regenerate it with
-// `go test ./internal/config -run README -update`.
-func TestREADMEConfigTable(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+// `go test ./internal/config -run ConfigTable -update`.
+func TestDocsConfigTable(t *testing.T) {
+	b, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,12 +25,12 @@ func TestREADMEConfigTable(t *testing.T) {
 			end := strings.Index(readme[start:], "\n\n")
 			readme = readme[:start] + table + readme[start+end+1:]
 		}
-		if err := os.WriteFile("../../README.md", []byte(readme), 0o644); err != nil {
+		if err := os.WriteFile("../../docs/operations.md", []byte(readme), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
 	if !strings.Contains(readme, table) {
-		t.Error("README.md's configuration table is out of date: go test ./internal/config -run README -update")
+		t.Error("docs/operations.md's configuration table is out of date: go test ./internal/config -run ConfigTable -update")
 	}
 }
