@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
 // LineKind is what a bill line is to us.
@@ -128,7 +129,7 @@ func ParseBill(r io.Reader, layout *provider.Recon, fn func(Line) error) (Summar
 			continue
 		}
 		sum.Lines++
-		fen, err := ParseYuan(field(rec, iAmt))
+		fen, err := withdrawal.YuanToFen(field(rec, iAmt))
 		if err != nil {
 			return sum, fmt.Errorf("bill: detail line %d: %s: %w", sum.Lines, layout.AmountColumn, err)
 		}
@@ -162,10 +163,10 @@ func readSummary(rec []string, sum *Summary) error {
 		return fmt.Errorf("bill: summary total: %w", err)
 	}
 	sum.Declared = n
-	if sum.Income, err = ParseYuan(unquote(rec[2])); err != nil {
+	if sum.Income, err = withdrawal.YuanToFen(unquote(rec[2])); err != nil {
 		return fmt.Errorf("bill: summary income: %w", err)
 	}
-	if sum.Expense, err = ParseYuan(unquote(rec[4])); err != nil {
+	if sum.Expense, err = withdrawal.YuanToFen(unquote(rec[4])); err != nil {
 		return fmt.Errorf("bill: summary expense: %w", err)
 	}
 	return nil
@@ -181,42 +182,4 @@ func parseCount(s string) (int64, error) {
 // spreadsheets keep long numbers as text) and surrounding spaces.
 func unquote(s string) string {
 	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), "`"))
-}
-
-// ParseYuan converts a yuan amount ("12.34", "-0.5", "7") to fen exactly.
-// More than two decimals, exponents, or anything but digits is an error:
-// money never goes through a float.
-func ParseYuan(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	neg := false
-	if strings.HasPrefix(s, "-") || strings.HasPrefix(s, "+") {
-		neg = s[0] == '-'
-		s = s[1:]
-	}
-	ip, fp, hasDot := strings.Cut(s, ".")
-	if ip == "" || (hasDot && (fp == "" || len(fp) > 2)) || !digits(ip) || !digits(fp) {
-		return 0, fmt.Errorf("amount %q is not yuan with at most two decimals", s)
-	}
-	for len(fp) < 2 {
-		fp += "0"
-	}
-	yuan, err := strconv.ParseInt(ip, 10, 64)
-	if err != nil || yuan > (1<<62)/100 {
-		return 0, fmt.Errorf("amount %q out of range", s)
-	}
-	cents, _ := strconv.ParseInt(fp, 10, 64)
-	fen := yuan*100 + cents
-	if neg {
-		fen = -fen
-	}
-	return fen, nil
-}
-
-func digits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }

@@ -7,21 +7,6 @@ import (
 	"github.com/paycore/withdraw/internal/provider"
 )
 
-func TestParseYuan(t *testing.T) {
-	for in, want := range map[string]int64{"0.01": 1, "12.34": 1234, "7": 700, "7.5": 750, "-0.02": -2, "+3.10": 310,
-		"0.00": 0, "1000000.00": 100000000} {
-		got, err := ParseYuan(in)
-		if err != nil || got != want {
-			t.Errorf("ParseYuan(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", ".5", "1.", "1.005", "1e3", "0x10", "1,000.00", "¥1", "1.2.3", "NaN", "99999999999999999999"} {
-		if got, err := ParseYuan(bad); err == nil {
-			t.Errorf("ParseYuan(%q) = %d, want an error", bad, got)
-		}
-	}
-}
-
 func layout(t *testing.T) *provider.Recon {
 	t.Helper()
 	r := &provider.Recon{}

@@ -2,8 +2,6 @@ package allinpay
 
 import (
 	"encoding/json"
-	"errors"
-	"math"
 	"net/url"
 	"testing"
 
@@ -29,34 +27,6 @@ func TestSigningStringVector(t *testing.T) {
 	back, _ := url.ParseQuery(form.Encode())
 	if got := SigningString(FormParams(back)); got != want {
 		t.Fatalf("after form round trip: %s", got)
-	}
-}
-
-func TestAmountsExact(t *testing.T) {
-	for _, c := range []struct {
-		fen  int64
-		yuan string
-	}{{1, "0.01"}, {110, "1.10"}, {99999999, "999999.99"}, {10, "0.10"}, {100, "1.00"}, {0, "0.00"},
-		{99_999_999_999_999, "999999999999.99"}, {-5, "-0.05"}} {
-		if got := FenToYuan(c.fen); got != c.yuan {
-			t.Errorf("FenToYuan(%d) = %s, want %s", c.fen, got, c.yuan)
-		}
-		if got, err := YuanToFen(c.yuan); err != nil || got != c.fen {
-			t.Errorf("YuanToFen(%s) = %d %v, want %d", c.yuan, got, err, c.fen)
-		}
-	}
-	for in, want := range map[string]int64{"1.1": 110, "100": 10000, "0.010": 1, "999999.99": 99999999} {
-		if got, err := YuanToFen(in); err != nil || got != want {
-			t.Errorf("YuanToFen(%s) = %d %v, want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", ".5", "1.", "1.001", "1e2", "abc", "1.2.3", " 1", "+1", "92233720368547758.07"} {
-		if _, err := YuanToFen(bad); !errors.Is(err, ErrAmount) {
-			t.Errorf("YuanToFen(%q) accepted", bad)
-		}
-	}
-	if FenToYuan(math.MinInt64) != "-92233720368547758.08" {
-		t.Error("MinInt64")
 	}
 }
 

@@ -60,7 +60,7 @@ func BuildWithdrawBiz(cmd *withdrawal.Command) (WithdrawBiz, error) {
 		if d.Amount <= 0 {
 			return WithdrawBiz{}, fmt.Errorf("allinpay: details[%d]: amount must be positive", i)
 		}
-		w := WithdrawDetail{WithdrawAmount: json.Number(FenToYuan(d.Amount)), Summary: d.Summary}
+		w := WithdrawDetail{WithdrawAmount: json.Number(withdrawal.FenToYuan(d.Amount)), Summary: d.Summary}
 		switch {
 		case d.AccountUserID != nil:
 			id := *d.AccountUserID
@@ -126,7 +126,7 @@ func summarize(table map[string]provider.StatusMapping, d answerData, r *provide
 			ds.AccountUserID = *x.AccountUserID
 		}
 		if x.WithdrawAmount != "" {
-			fen, err := YuanToFen(x.WithdrawAmount.String())
+			fen, err := withdrawal.YuanToFen(x.WithdrawAmount.String())
 			if err != nil {
 				return fmt.Errorf("details[%d]: %w", i, err)
 			}
@@ -134,7 +134,7 @@ func summarize(table map[string]provider.StatusMapping, d answerData, r *provide
 			r.Amount += fen
 		}
 		if x.Fee != "" {
-			fee, err := YuanToFen(x.Fee.String())
+			fee, err := withdrawal.YuanToFen(x.Fee.String())
 			if err != nil {
 				return fmt.Errorf("details[%d] fee: %w", i, err)
 			}

@@ -109,7 +109,7 @@ func (s *Server) allinpayWithdraw(appID, bizContent string, now time.Time) (stri
 	}
 	o := &order{channel: withdrawal.ChannelAllinpayShopoint, merchant: appID, payer: "allinpay:" + appID, outRequestNo: b.OrderID}
 	for _, d := range b.Details {
-		fen, err := allinpay.YuanToFen(d.WithdrawAmount.String())
+		fen, err := withdrawal.YuanToFen(d.WithdrawAmount.String())
 		if err != nil || fen <= 0 || fen > 99_999_999_999_999 {
 			return "3", "withdrawAmount 错误", nil
 		}
@@ -163,7 +163,7 @@ func (s *Server) allinpayView(o *order) map[string]any {
 	for i, l := range o.lines {
 		tid, _ := strconv.ParseInt(l.tid, 10, 64)
 		d := map[string]any{
-			"withdrawTId": tid, "withdrawAmount": json.Number(allinpay.FenToYuan(l.amount)), "fee": json.Number("0.00"),
+			"withdrawTId": tid, "withdrawAmount": json.Number(withdrawal.FenToYuan(l.amount)), "fee": json.Number("0.00"),
 			"summary": l.summary, "withdrawStatus": json.Number(l.status), "withdrawStatusDesc": allinpayDesc(l.status, o.reason),
 		}
 		if l.AccountUserID != nil {
