@@ -363,6 +363,21 @@ func (r *Reconciler) read(ctx context.Context, date string, src Source) (int64, 
 	return sum.Lines, other, err
 }
 
+// SendWindow bounds how long before a bill's day a withdrawal on it was
+// created (accepted): its first send, and so its booking, follows within
+// it. Withdrawals are looked up by provider id, and the day's are listed,
+// through the primary key's range for [day - SendWindow, day + 2 days)
+// — ids are UUIDv7, so a creation time range is an id range — instead of
+// indexes on provider_ref and first_sent_at, which every intake insert and
+// every submission would pay for to serve one job a day.
+const SendWindow = 7 * 24 * time.Hour
+
+// idWindow is the id range of the withdrawals a bill of date may book.
+func idWindow(date string) (from, to string) {
+	day, _ := time.ParseInLocation(DateLayout, date, withdrawal.Beijing)
+	return store.IDAt(day.Add(-SendWindow)), store.IDAt(day.AddDate(0, 0, 2))
+}
+
 // lookupColumns are what matching needs of a withdrawal.
 var lookupColumns = []string{"id", "channel", "account", "out_request_no", "amount", "params", "state", "version",
 	"provider_ref", "next_attempt_at", "first_sent_at"}
@@ -399,7 +414,9 @@ func (r *Reconciler) match(ctx context.Context, date string, src Source, lines [
 	}
 	if len(refs) > 0 {
 		var rows []store.Withdrawal
-		if err := q.Select(lookupColumns).Where("provider_ref IN ? AND account = ? AND channel IN ?", refs, src.Account, channels).
+		lo, hi := idWindow(date)
+		if err := q.Select(lookupColumns).Where("id >= ? AND id < ? AND provider_ref IN ? AND account = ? AND channel IN ?",
+			lo, hi, refs, src.Account, channels).
 			Find(&rows).Error; err != nil {
 			return fmt.Errorf("recon: find withdrawals by provider id: %w", err)
 		}
@@ -552,12 +569,12 @@ func (r *Reconciler) missing(ctx context.Context, date string) error {
 			}
 		}
 	}
-	after := ""
+	after, hi := idWindow(date)
 	for {
 		var rows []store.Withdrawal
 		err := r.db.WithContext(ctx).Select(lookupColumns).
-			Where("first_sent_at >= ? AND first_sent_at < ? AND state = ? AND channel IN ? AND id > ?",
-				from, to, string(withdrawal.StateSucceeded), channels, after).
+			Where("id > ? AND id < ? AND first_sent_at >= ? AND first_sent_at < ? AND state = ? AND channel IN ?",
+				after, hi, from, to, string(withdrawal.StateSucceeded), channels).
 			Order("id").Limit(batchLines).Find(&rows).Error
 		if err != nil {
 			return fmt.Errorf("recon: day's withdrawals: %w", err)

@@ -142,7 +142,9 @@ func CountByState(ctx context.Context, db *gorm.DB) (map[string]int64, error) {
 //     every channel and account, other fields filter.
 //   - State (with or without MerchantKey): ix_withdrawals_due or
 //     ix_withdrawals_merchant_due, next due first.
-//   - MerchantKey alone: ix_withdrawals_merchant_id, newest first.
+//   - MerchantKey alone: the primary key, newest first, filtered by the
+//     merchant and bounded to MerchantSearchWindow unless From is given: no
+//     index of its own, which every intake insert would pay for.
 //   - nothing: the primary key, newest first.
 //
 // Ids are UUIDv7 (withdrawal.NewID), so a creation time range is an id
@@ -156,6 +158,10 @@ type Search struct {
 	After string
 	Limit int
 }
+
+// MerchantSearchWindow is how far back a search by merchant alone looks
+// when it names no start: the scan is of the primary key, newest first.
+const MerchantSearchWindow = 7 * 24 * time.Hour
 
 // SearchPage is one page of a search; Next is empty on the last page.
 type SearchPage struct {
@@ -188,6 +194,9 @@ func SearchWithdrawals(ctx context.Context, db *gorm.DB, s Search) (SearchPage, 
 	}
 	if s.MerchantKey != "" {
 		q = q.Where("merchant_key = ?", s.MerchantKey)
+		if s.From.IsZero() && s.State == "" && s.ID == "" && s.OutRequestNo == "" {
+			s.From = time.Now().Add(-MerchantSearchWindow)
+		}
 	}
 	if !s.From.IsZero() {
 		q = q.Where("id >= ?", IDAt(s.From))

@@ -65,15 +65,8 @@ CREATE TABLE recon_days (
     PRIMARY KEY (bill_date)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- A bill line names WeChat's id (provider_ref); the day's withdrawals of
--- ours are found by their first send. Both are read once a day per bill,
--- never by the intake, which pays one more index entry per insert.
-CREATE INDEX ix_withdrawals_provider_ref ON withdrawals (provider_ref);
-CREATE INDEX ix_withdrawals_first_sent ON withdrawals (first_sent_at);
 
 -- +goose Down
-DROP INDEX ix_withdrawals_first_sent ON withdrawals;
-DROP INDEX ix_withdrawals_provider_ref ON withdrawals;
 DROP TABLE recon_days;
 DROP TABLE recon_items;
 DROP TABLE recon_sources;

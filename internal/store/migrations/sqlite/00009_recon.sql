@@ -55,12 +55,8 @@ CREATE TABLE recon_days (
     updated_at             DATETIME NOT NULL
 );
 
-CREATE INDEX ix_withdrawals_provider_ref ON withdrawals (provider_ref);
-CREATE INDEX ix_withdrawals_first_sent ON withdrawals (first_sent_at);
 
 -- +goose Down
-DROP INDEX ix_withdrawals_first_sent;
-DROP INDEX ix_withdrawals_provider_ref;
 DROP TABLE recon_days;
 DROP TABLE recon_items;
 DROP TABLE recon_sources;
