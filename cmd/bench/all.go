@@ -15,7 +15,7 @@ import (
 
 	"github.com/paycore/withdraw/internal/bench"
 	"github.com/paycore/withdraw/internal/dispatch/dispatchbench"
-	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/store"
 )
 
@@ -419,13 +419,13 @@ func dispatchRun(ctx context.Context, dsn string, o allOptions) (dispatchbench.R
 	return r, floor, err
 }
 
-// relayRun is one outbox.BenchBacklog in a fresh database and topic (12
+// relayRun is one relay.BenchBacklog in a fresh database and topic (12
 // partitions, the consumer's default), checked against the topic.
-func relayRun(ctx context.Context, dsn string, brokers []string, o allOptions) (outbox.BacklogResult, string, error) {
+func relayRun(ctx context.Context, dsn string, brokers []string, o allOptions) (relay.BacklogResult, string, error) {
 	id := bench.RandomHex(4)
 	fresh, drop, err := bench.FreshDatabase(ctx, dsn, "withdraw_bench_"+id+"_relay")
 	if err != nil {
-		return outbox.BacklogResult{}, "", err
+		return relay.BacklogResult{}, "", err
 	}
 	if !o.keep {
 		defer drop()
@@ -433,20 +433,20 @@ func relayRun(ctx context.Context, dsn string, brokers []string, o allOptions) (
 	topic := "bench.relay." + id
 	const partitions = 12
 	if err := bench.CreateTopics(ctx, brokers, map[string]int{topic: partitions}); err != nil {
-		return outbox.BacklogResult{}, "", err
+		return relay.BacklogResult{}, "", err
 	}
 	if !o.keep {
 		defer bench.DeleteTopics(brokers, topic)
 	}
 	db, err := store.OpenMySQL(ctx, fresh, store.PoolOptions{})
 	if err != nil {
-		return outbox.BacklogResult{}, "", err
+		return relay.BacklogResult{}, "", err
 	}
 	defer db.Close()
 	if _, err := db.Migrate(ctx); err != nil {
-		return outbox.BacklogResult{}, "", err
+		return relay.BacklogResult{}, "", err
 	}
-	r, err := outbox.BenchBacklog(ctx, db, brokers, topic, o.relayN, outbox.RelayOptions{})
+	r, err := relay.BenchBacklog(ctx, db, brokers, topic, o.relayN, relay.Options{})
 	if err != nil {
 		return r, "", err
 	}

@@ -44,7 +44,7 @@ import (
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/logging"
-	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/clients"
@@ -131,7 +131,7 @@ func run(args []string) error {
 		db                         atomic.Pointer[store.DB]
 		dbErr                      atomic.Pointer[error] // the last connection attempt's, until connected
 		topicsErr                  atomic.Pointer[error] // the last topic creation's, until the topics exist
-		relayRef                   atomic.Pointer[outbox.Relay]
+		relayRef                   atomic.Pointer[relay.Relay]
 		intakeRef                  atomic.Pointer[intake.Intake]
 		startingDB, startingTopics = health.ErrNotTried, health.ErrNotTried
 	)
@@ -267,7 +267,7 @@ func run(args []string) error {
 	}
 
 	if cfg.RelayEnabled {
-		relay, wait := outbox.Start(ctx, conn, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
+		relay, wait := relay.Start(ctx, conn, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
 		// Stop the relay (it runs until ctx ends), then wait for its last
 		// batch.
 		defer func() { stop(); wait() }()

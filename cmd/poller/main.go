@@ -34,7 +34,7 @@ import (
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/logging"
-	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/clients"
@@ -102,7 +102,7 @@ func run(args []string) error {
 	var (
 		db         atomic.Pointer[store.DB]
 		dbErr      atomic.Pointer[error] // the last connection attempt's, until connected
-		relayRef   atomic.Pointer[outbox.Relay]
+		relayRef   atomic.Pointer[relay.Relay]
 		startingDB = health.ErrNotTried
 	)
 	dbErr.Store(&startingDB)
@@ -162,7 +162,7 @@ func run(args []string) error {
 	// Kafka is unreachable it keeps them and retries.
 	var retention func(ctx context.Context) (int64, error)
 	if cfg.RelayEnabled {
-		relay, wait := outbox.Start(ctx, conn, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
+		relay, wait := relay.Start(ctx, conn, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
 		// On every return: stop the relay (it runs until ctx ends), then
 		// wait for its last batch.
 		defer func() { stop(); wait() }()

@@ -33,7 +33,7 @@ import (
 	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/kafkautil"
-	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/poll"
 )
 
@@ -87,11 +87,11 @@ func projectMetrics(t *testing.T) (map[string]metric, *prometheus.Registry, *pro
 	for c, k := range collectorsOf(t, dispatch.NewMetrics(consumer)) {
 		all[c] = k
 	}
-	ob := outbox.NewMetrics(consumer)
+	ob := relay.NewMetrics(consumer)
 	for c, k := range collectorsOf(t, ob) {
 		all[c] = k
 	}
-	outbox.NewMetrics(poller)
+	relay.NewMetrics(poller)
 	for c, k := range collectorsOf(t, poll.NewMetrics(poller)) {
 		all[c] = k
 	}

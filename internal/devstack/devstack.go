@@ -42,7 +42,7 @@ import (
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/logging"
-	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider/clients"
@@ -293,7 +293,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	rules := schedule.Accelerated()
-	relay, waitRelay := outbox.Start(runCtx, db, s.Brokers, EventsTopic, opts.InstanceID, log, reg)
+	relay, waitRelay := relay.Start(runCtx, db, s.Brokers, EventsTopic, opts.InstanceID, log, reg)
 	disp := dispatch.New(db, providers, piiKeys, dispatch.Options{
 		Instance:     opts.InstanceID,
 		LeaseTTL:     30 * time.Second,

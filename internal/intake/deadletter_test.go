@@ -17,7 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/paycore/withdraw/internal/kafkautil"
-	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/testenv"
 	"github.com/paycore/withdraw/internal/withdrawal"
@@ -150,7 +150,7 @@ func TestLargestCommandsDoNotWedge(t *testing.T) {
 	r.produce(values...)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	_, waitRelay := outbox.Start(ctx, r.db, r.brokers, events, "test", slog.Default(), prometheus.NewRegistry())
+	_, waitRelay := relay.Start(ctx, r.db, r.brokers, events, "test", slog.Default(), prometheus.NewRegistry())
 	defer func() { cancel(); waitRelay() }()
 	stop := r.run("largest")
 	defer stop()

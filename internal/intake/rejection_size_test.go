@@ -40,7 +40,7 @@ func largestRejectable(n int, id string) map[string]string {
 func TestRejectionEventSize(t *testing.T) {
 	in := &Intake{}
 	limit := 6*(withdrawal.MaxCommandBytes+maxReasonBytes) + 2048                            // each byte at most six once JSON-escaped
-	publishable := min(1_000_000, kafkautil.BatchBytesFor(kafkautil.DefaultMaxMessageBytes)) // outbox.NewWriter's BatchBytes, the events topic
+	publishable := min(1_000_000, kafkautil.BatchBytesFor(kafkautil.DefaultMaxMessageBytes)) // relay.NewWriter's BatchBytes, the events topic
 	if limit > publishable {
 		t.Fatalf("6 × MaxCommandBytes does not fit an event message: %d > %d", limit, publishable)
 	}

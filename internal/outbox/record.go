@@ -1,5 +1,7 @@
-// Package outbox writes withdrawal events into the outbox table, in the same
-// transaction as the change they describe, and relays them to Kafka.
+// Package outbox turns withdrawal events into rows of the outbox table,
+// written in the same transaction as the change they describe, and assigns
+// each its ordering lane. Package relay (outbox/relay) publishes them to
+// Kafka; writers of events need only this package, not kafka-go.
 package outbox
 
 import (

@@ -1,4 +1,4 @@
-package outbox
+package relay
 
 import (
 	"context"
@@ -12,13 +12,14 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/store"
 )
 
 // leases keeps this relay's leases on outbox lanes (table outbox_lanes).
 //
 // Every tick it renews the lanes it owns, counts the other live owners,
-// releases lanes above its fair share (ceil(Lanes / live owners)) and claims
+// releases lanes above its fair share (ceil(outbox.Lanes / live owners)) and claims
 // free or expired lanes up to it. Lease times are the database's clock; the
 // local deadline of a lease is the local time just before the database read
 // its clock, plus the TTL, so it never outlives the lease the database
@@ -108,7 +109,7 @@ func (l *leases) tick(ctx context.Context) error {
 	}
 	var mine, free []int
 	for _, r := range rows {
-		if r.Lane < 0 || r.Lane >= Lanes {
+		if r.Lane < 0 || r.Lane >= outbox.Lanes {
 			continue
 		}
 		live := r.Owner != "" && r.LeaseExpiresAt != nil && r.LeaseExpiresAt.After(now)
@@ -119,7 +120,7 @@ func (l *leases) tick(ctx context.Context) error {
 			free = append(free, r.Lane)
 		}
 	}
-	share := (Lanes + relays - 1) / relays
+	share := (outbox.Lanes + relays - 1) / relays
 
 	// Hand back lanes above the fair share (the highest first), once no
 	// worker is publishing them: a newcomer then finds them free.
@@ -213,10 +214,10 @@ func (l *leases) ensureLanes(ctx context.Context) error {
 	if err := l.db.WithContext(ctx).Raw("SELECT COUNT(*) FROM outbox_lanes").Scan(&n).Error; err != nil {
 		return fmt.Errorf("count lanes: %w", err)
 	}
-	if n >= Lanes {
+	if n >= outbox.Lanes {
 		return nil
 	}
-	values := make([]string, Lanes)
+	values := make([]string, outbox.Lanes)
 	for i := range values {
 		values[i] = fmt.Sprintf("(%d)", i)
 	}

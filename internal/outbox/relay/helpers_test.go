@@ -1,4 +1,4 @@
-package outbox_test
+package relay_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/testenv"
@@ -122,7 +123,7 @@ func waitPublished(t testing.TB, db *store.DB, timeout time.Duration) {
 }
 
 // startRelay runs r until the test ends (or the returned stop is called).
-func startRelay(t testing.TB, r *outbox.Relay) (stop func()) {
+func startRelay(t testing.TB, r *relay.Relay) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

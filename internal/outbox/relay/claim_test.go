@@ -1,4 +1,4 @@
-package outbox_test
+package relay_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/store"
 )
 
@@ -49,11 +50,11 @@ func TestClaimPendingProbeReadsWhatTheUnionReads(t *testing.T) {
 	// hot lane to 4; perLane 1: the probe is full (limit 64) and the UNION
 	// runs.
 	for _, perLane := range []int{4, 1} {
-		union, unionFull, err := outbox.ClaimPendingIDs(ctx, db, lanes, perLane, exclude, true)
+		union, unionFull, err := relay.ClaimPendingIDs(ctx, db, lanes, perLane, exclude, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		probe, probeFull, err := outbox.ClaimPendingIDs(ctx, db, lanes, perLane, exclude, false)
+		probe, probeFull, err := relay.ClaimPendingIDs(ctx, db, lanes, perLane, exclude, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +94,7 @@ func TestClaimPendingProbeReadsOnlyItsLanes(t *testing.T) {
 		Key    string
 		KeyLen string `gorm:"column:key_len"`
 	}
-	if err := db.Raw("EXPLAIN "+outbox.ProbeQuery(mine, 2000), store.NotPublished).Scan(&plan).Error; err != nil {
+	if err := db.Raw("EXPLAIN "+relay.ProbeQuery(mine, 2000), store.NotPublished).Scan(&plan).Error; err != nil {
 		t.Fatal(err)
 	}
 	if len(plan) != 1 || plan[0].Type != "range" || plan[0].Key != "ix_outbox_pending" || plan[0].KeyLen == "8" {

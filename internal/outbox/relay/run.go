@@ -1,4 +1,4 @@
-package outbox
+package relay
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // the relay through this one function.
 func Start(ctx context.Context, db *store.DB, brokers []string, topic, instance string, log *slog.Logger, reg prometheus.Registerer) (*Relay, func()) {
 	w := NewWriter(brokers, topic)
-	r := NewRelay(db, w, RelayOptions{Instance: instance, Logger: log, Metrics: NewMetrics(reg)})
+	r := New(db, w, Options{Instance: instance, Logger: log, Metrics: NewMetrics(reg)})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

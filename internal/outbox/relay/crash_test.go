@@ -1,4 +1,4 @@
-package outbox_test
+package relay_test
 
 import (
 	"bufio"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/testenv"
 )
@@ -51,8 +51,8 @@ func relayChildMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	w := outbox.NewWriter(strings.Split(os.Getenv(testenv.EnvKafkaBrokers), ","), os.Getenv(envChildTopic))
-	r := outbox.NewRelay(db, announcingWriter{w}, outbox.RelayOptions{
+	w := relay.NewWriter(strings.Split(os.Getenv(testenv.EnvKafkaBrokers), ","), os.Getenv(envChildTopic))
+	r := relay.New(db, announcingWriter{w}, relay.Options{
 		Instance: "child", BatchSize: 100, Workers: 2, LeaseTTL: 4 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
@@ -121,9 +121,9 @@ func TestRelayCrashMidBatch(t *testing.T) {
 	}
 
 	// The child's lanes free up when its 4s leases expire.
-	w := outbox.NewWriter(brokers, tp)
+	w := relay.NewWriter(brokers, tp)
 	defer w.Close()
-	r := outbox.NewRelay(db, w, outbox.RelayOptions{Instance: "restarted", LeaseTTL: 2 * time.Second})
+	r := relay.New(db, w, relay.Options{Instance: "restarted", LeaseTTL: 2 * time.Second})
 	startRelay(t, r)
 	waitPublished(t, db, 60*time.Second)
 

@@ -1,4 +1,4 @@
-package outbox
+package relay
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"gorm.io/gorm"
 
+	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
@@ -36,7 +37,7 @@ func (r BacklogResult) String() string {
 // 1..4, each version in its own transactions, like real status changes),
 // then starts a relay with opts on brokers/topic and measures how fast it
 // drains the backlog.
-func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic string, n int, opts RelayOptions) (BacklogResult, error) {
+func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic string, n int, opts Options) (BacklogResult, error) {
 	if err := SeedBacklog(ctx, db, n, 4); err != nil {
 		return BacklogResult{}, err
 	}
@@ -44,7 +45,7 @@ func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic str
 	defer w.Close()
 	opts.Metrics = NewMetrics(nil)
 	opts.StatsInterval = -1
-	r := NewRelay(db, w, opts)
+	r := New(db, w, opts)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -141,7 +142,7 @@ func insertRows(tx *gorm.DB, rows []store.OutboxEvent) error {
 
 // benchEvent is a realistic event (about 450 bytes of JSON).
 func benchEvent(id string, v int, now time.Time) (store.OutboxEvent, error) {
-	return Record(withdrawal.Event{
+	return outbox.Record(withdrawal.Event{
 		EventID: withdrawal.NewID(), Type: withdrawal.EventSubmitted, WithdrawalID: id, Version: v,
 		Channel: "wechatpay_platform", Account: "default", OutRequestNo: "20190611222222222200000000012122",
 		State: "SUBMITTED", PreviousState: "SUBMITTING", ProviderStatus: "CREATE_SUCCESS",
@@ -166,13 +167,13 @@ func (r LatencyResult) String() string {
 // events every 10ms, calling Notify after each commit as the services do)
 // for duration, with a relay running, and reports the delay from each
 // commit to its acknowledgement.
-func BenchLatency(ctx context.Context, db *store.DB, brokers []string, topic string, rate int, duration time.Duration, opts RelayOptions) (LatencyResult, error) {
+func BenchLatency(ctx context.Context, db *store.DB, brokers []string, topic string, rate int, duration time.Duration, opts Options) (LatencyResult, error) {
 	w := NewWriter(brokers, topic)
 	defer w.Close()
 	aw := &ackWriter{Writer: w, acked: map[string]time.Time{}}
 	opts.Metrics = NewMetrics(nil)
 	opts.StatsInterval = -1
-	r := NewRelay(db, aw, opts)
+	r := New(db, aw, opts)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()

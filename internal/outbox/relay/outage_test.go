@@ -1,4 +1,4 @@
-package outbox_test
+package relay_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/testenv"
 )
 
@@ -22,9 +22,9 @@ func TestRelayOutageKafka(t *testing.T) {
 	db := mysqlDB(t)
 	brokers := testenv.KafkaBrokers(t)
 	tp := topic(t, 3)
-	w := outbox.NewWriter(brokers, tp)
+	w := relay.NewWriter(brokers, tp)
 	defer w.Close()
-	r := outbox.NewRelay(db, w, outbox.RelayOptions{Instance: "outage", PollInterval: 50 * time.Millisecond,
+	r := relay.New(db, w, relay.Options{Instance: "outage", PollInterval: 50 * time.Millisecond,
 		MaxBackoff: 2 * time.Second, LeaseTTL: 10 * time.Second})
 	startRelay(t, r)
 

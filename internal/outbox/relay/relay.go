@@ -1,4 +1,8 @@
-package outbox
+// Package relay publishes the outbox's rows to the events topic in each
+// withdrawal's order (one relay per lane at a time, leases in the database,
+// acks=all), marks them published, and purges old ones. Any number of
+// relays may run; they share the lanes.
+package relay
 
 import (
 	"context"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/store"
 )
 
@@ -35,8 +40,8 @@ const DefaultSource = "urn:paycore:withdraw"
 // deletes them.
 const DefaultRetention = 7 * 24 * time.Hour
 
-// RelayOptions configure a Relay. Zero values take the documented defaults.
-type RelayOptions struct {
+// Options configure a Relay. Zero values take the documented defaults.
+type Options struct {
 	// Instance names this process in lane leases and logs (default: the
 	// host name). A random suffix is added, so two processes with the same
 	// name never share leases.
@@ -74,11 +79,11 @@ type RelayOptions struct {
 }
 
 // Relay publishes outbox rows to Kafka in per-key order; see the package
-// documentation in docs/relay.md. Create it with NewRelay and call Run.
+// documentation in docs/relay.md. Create it with New and call Run.
 type Relay struct {
 	db     *store.DB
 	w      Writer
-	opts   RelayOptions
+	opts   Options
 	log    *slog.Logger
 	m      *Metrics
 	leases *leases
@@ -92,10 +97,10 @@ type Relay struct {
 	leaseErr error
 }
 
-// NewRelay builds a relay over a migrated database and a writer of the
+// New builds a relay over a migrated database and a writer of the
 // events topic. Several relays (in one or many processes) may run against
 // the same database; on SQLite run one.
-func NewRelay(db *store.DB, w Writer, opts RelayOptions) *Relay {
+func New(db *store.DB, w Writer, opts Options) *Relay {
 	if opts.Instance == "" {
 		opts.Instance, _ = os.Hostname()
 		if opts.Instance == "" {
@@ -111,7 +116,7 @@ func NewRelay(db *store.DB, w Writer, opts RelayOptions) *Relay {
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}
-	opts.Workers = min(opts.Workers, Lanes)
+	opts.Workers = min(opts.Workers, outbox.Lanes)
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 100 * time.Millisecond
 	}
@@ -306,7 +311,7 @@ func (r *Relay) statsLoop(ctx context.Context) {
 // make duplicates). Rows the broker did not acknowledge are never left out.
 func (r *Relay) worker(ctx context.Context, i int) {
 	var mine []int
-	for lane := i; lane < Lanes; lane += r.opts.Workers {
+	for lane := i; lane < outbox.Lanes; lane += r.opts.Workers {
 		mine = append(mine, lane)
 	}
 	var marking *markJob

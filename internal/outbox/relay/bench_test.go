@@ -1,4 +1,4 @@
-package outbox_test
+package relay_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/testenv"
 )
 
@@ -24,8 +24,8 @@ func BenchmarkRelayBacklog(b *testing.B) {
 	for range b.N {
 		db := mysqlDB(b)
 		tp := topic(b, 12)
-		opts := outbox.RelayOptions{Workers: envInt("OUTBOX_BENCH_WORKERS"), BatchSize: envInt("OUTBOX_BENCH_BATCH")}
-		res, err := outbox.BenchBacklog(context.Background(), db, testenv.KafkaBrokers(b), tp, n, opts)
+		opts := relay.Options{Workers: envInt("OUTBOX_BENCH_WORKERS"), BatchSize: envInt("OUTBOX_BENCH_BATCH")}
+		res, err := relay.BenchBacklog(context.Background(), db, testenv.KafkaBrokers(b), tp, n, opts)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -42,7 +42,7 @@ func BenchmarkRelayLatency(b *testing.B) {
 	for range b.N {
 		db := mysqlDB(b)
 		tp := topic(b, 12)
-		res, err := outbox.BenchLatency(context.Background(), db, testenv.KafkaBrokers(b), tp, 1000, 20*time.Second, outbox.RelayOptions{})
+		res, err := relay.BenchLatency(context.Background(), db, testenv.KafkaBrokers(b), tp, 1000, 20*time.Second, relay.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

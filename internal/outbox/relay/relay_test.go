@@ -1,4 +1,4 @@
-package outbox_test
+package relay_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/testenv"
@@ -20,7 +21,7 @@ import (
 
 // gateWriter holds every call until the gate opens.
 type gateWriter struct {
-	outbox.Writer
+	relay.Writer
 	gate chan struct{}
 	once sync.Once
 	in   chan struct{} // closed when the first call arrives
@@ -40,7 +41,7 @@ func TestRelayPublishesEventsWithHeaders(t *testing.T) {
 	db := mysqlDB(t)
 	brokers := testenv.KafkaBrokers(t)
 	tp := topic(t, 3)
-	w := outbox.NewWriter(brokers, tp)
+	w := relay.NewWriter(brokers, tp)
 	defer w.Close()
 	gw := &gateWriter{Writer: w, gate: make(chan struct{}), in: make(chan struct{})}
 
@@ -50,7 +51,7 @@ func TestRelayPublishesEventsWithHeaders(t *testing.T) {
 	var rows []store.OutboxEvent
 	must(t, db.Order("id").Find(&rows).Error)
 
-	r := outbox.NewRelay(db, gw, outbox.RelayOptions{Instance: "t", LeaseTTL: 4 * time.Second})
+	r := relay.New(db, gw, relay.Options{Instance: "t", LeaseTTL: 4 * time.Second})
 	startRelay(t, r)
 	select {
 	case <-gw.in:
@@ -88,7 +89,7 @@ func TestRelayPublishesEventsWithHeaders(t *testing.T) {
 			}
 			want := map[string]string{
 				"ce_specversion": "1.0", "ce_id": row.EventID, "ce_type": row.EventType,
-				"ce_source": outbox.DefaultSource, "content-type": "application/json", "event_id": row.EventID,
+				"ce_source": relay.DefaultSource, "content-type": "application/json", "event_id": row.EventID,
 			}
 			for k, v := range want {
 				if got := header(m, k); got != v {
@@ -111,13 +112,13 @@ func TestRelayTwoInstancesKeepOrder(t *testing.T) {
 	tp := topic(t, 6)
 	const withdrawals, versions = 200, 10
 
-	var relays []*outbox.Relay
-	var metrics []*outbox.Metrics
+	var relays []*relay.Relay
+	var metrics []*relay.Metrics
 	for i := range 2 {
-		w := outbox.NewWriter(brokers, tp)
+		w := relay.NewWriter(brokers, tp)
 		defer w.Close()
-		m := outbox.NewMetrics(prometheus.NewRegistry())
-		r := outbox.NewRelay(db, w, outbox.RelayOptions{
+		m := relay.NewMetrics(prometheus.NewRegistry())
+		r := relay.New(db, w, relay.Options{
 			Instance: "relay" + string(rune('A'+i)), LeaseTTL: 2 * time.Second, BatchSize: 64,
 			PollInterval: 20 * time.Millisecond, StatsInterval: 200 * time.Millisecond, Metrics: m,
 		})
@@ -174,9 +175,9 @@ func TestRelayPublishesLateCommittedLowerID(t *testing.T) {
 	db := mysqlDB(t)
 	brokers := testenv.KafkaBrokers(t)
 	tp := topic(t, 1)
-	w := outbox.NewWriter(brokers, tp)
+	w := relay.NewWriter(brokers, tp)
 	defer w.Close()
-	r := outbox.NewRelay(db, w, outbox.RelayOptions{Instance: "t", PollInterval: 20 * time.Millisecond})
+	r := relay.New(db, w, relay.Options{Instance: "t", PollInterval: 20 * time.Millisecond})
 	startRelay(t, r)
 
 	ctx := context.Background()
@@ -268,7 +269,7 @@ func TestRelayPartialFailureHoldsKey(t *testing.T) {
 
 	fw := &flakyWriter{}
 	fw.set(false, ids[0])
-	r := outbox.NewRelay(db, fw, outbox.RelayOptions{Instance: "t", PollInterval: 10 * time.Millisecond,
+	r := relay.New(db, fw, relay.Options{Instance: "t", PollInterval: 10 * time.Millisecond,
 		MaxBackoff: 50 * time.Millisecond})
 	stop := startRelay(t, r)
 
@@ -322,9 +323,9 @@ func TestRelaySQLite(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	db := sqliteDB(t)
 	tp := topic(t, 2)
-	w := outbox.NewWriter(brokers, tp)
+	w := relay.NewWriter(brokers, tp)
 	defer w.Close()
-	r := outbox.NewRelay(db, w, outbox.RelayOptions{Instance: "devstack", PollInterval: 20 * time.Millisecond,
+	r := relay.New(db, w, relay.Options{Instance: "devstack", PollInterval: 20 * time.Millisecond,
 		StatsInterval: 50 * time.Millisecond})
 	startRelay(t, r)
 	ids := newWithdrawals(50)
@@ -355,8 +356,8 @@ func TestRelayPurge(t *testing.T) {
 	must(t, db.Exec("UPDATE outbox SET published_at = ? WHERE id IN ?", now.Add(-24*time.Hour), all[23:33]).Error)
 
 	reg := prometheus.NewRegistry()
-	m := outbox.NewMetrics(reg)
-	r := outbox.NewRelay(db, &flakyWriter{}, outbox.RelayOptions{PurgeBatch: 5, Metrics: m})
+	m := relay.NewMetrics(reg)
+	r := relay.New(db, &flakyWriter{}, relay.Options{PurgeBatch: 5, Metrics: m})
 	n, err := r.Purge(ctx, 0) // default retention: 7 days
 	if err != nil || n != 23 {
 		t.Fatalf("Purge = %d, %v; want 23", n, err)
@@ -384,8 +385,8 @@ func TestRelayMetrics(t *testing.T) {
 	fw := &flakyWriter{}
 	fw.set(true)
 	reg := prometheus.NewRegistry()
-	m := outbox.NewMetrics(reg)
-	r := outbox.NewRelay(db, fw, outbox.RelayOptions{StatsInterval: 20 * time.Millisecond, Metrics: m})
+	m := relay.NewMetrics(reg)
+	r := relay.New(db, fw, relay.Options{StatsInterval: 20 * time.Millisecond, Metrics: m})
 	startRelay(t, r)
 	deadline := time.Now().Add(5 * time.Second)
 	for m.Value("withdraw_outbox_pending_rows") != 12 {
@@ -423,7 +424,7 @@ func TestPurgeReadsOnlyWhatItDeletes(t *testing.T) {
 	must(t, writeVersion(ctx, db.DB, newWithdrawals(3000), 1))
 	must(t, db.Exec("UPDATE outbox SET published_at = ?", time.Now().UTC().Add(-time.Hour)).Error)
 	must(t, db.Exec("ANALYZE TABLE outbox").Error)
-	r := outbox.NewRelay(db, &flakyWriter{}, outbox.RelayOptions{})
+	r := relay.New(db, &flakyWriter{}, relay.Options{})
 	before := storetest.IndexRowsRead(t, db)
 	for range 5 {
 		if n, err := r.Purge(ctx, 0); err != nil || n != 0 {
