@@ -1,0 +1,72 @@
+package store_test
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// sqlImports are the packages that speak SQL: only package store should
+// import them, so that every statement lives in one place.
+var sqlImports = []string{"gorm.io/gorm", "gorm.io/gorm/clause", "gorm.io/driver/mysql", "database/sql",
+	"github.com/go-sql-driver/mysql", "github.com/glebarez/sqlite"}
+
+// stillSpeakingSQL are the packages that build statements of their own
+// today. The list may only shrink: move a package's statements into store
+// as named operations, then delete it here. Benchmarks, test environments
+// and the chaos harness fill and inspect databases on purpose.
+var stillSpeakingSQL = []string{
+	"internal/admin", "internal/console", "internal/dispatch", "internal/intake", "internal/outbox/relay",
+	"internal/poll", "internal/recon", "internal/transition",
+	// Harnesses, not the product.
+	"cmd/bench", "internal/bench", "internal/chaos", "internal/testenv",
+}
+
+// TestOnlyStoreSpeaksSQL fails when a package outside store (and the list
+// above) starts importing a database package, and when a listed package no
+// longer does (then the list must shrink).
+func TestOnlyStoreSpeaksSQL(t *testing.T) {
+	root := filepath.Join("..", "..")
+	speaking := map[string]bool{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != root || d.Name() == "vendor") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			if slices.Contains(sqlImports, p) {
+				rel, _ := filepath.Rel(root, filepath.Dir(path))
+				speaking[filepath.ToSlash(rel)] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pkg := range speaking {
+		if pkg != "internal/store" && !strings.HasPrefix(pkg, "internal/store/") && !slices.Contains(stillSpeakingSQL, pkg) {
+			t.Errorf("%s imports a database package: its statements belong in internal/store", pkg)
+		}
+	}
+	for _, pkg := range stillSpeakingSQL {
+		if !speaking[pkg] {
+			t.Errorf("%s no longer imports a database package: remove it from stillSpeakingSQL", pkg)
+		}
+	}
+}
