@@ -8,6 +8,8 @@
 #                    (bench/results/latest.json; see docs/bench.md)
 #   make bench-quick the same, one run each, small volumes (< 2 minutes)
 #   make bench-intake  intake throughput vs a naive consumer (bench/results/intake.json)
+#   make bench-scale the same paths against 2 M rows of history vs an empty
+#                    database, and the 08:00 burst (bench/results/scale.json)
 #   make test-short  unit tests only (-short), no env needed
 #   make vet         go vet + gofmt check
 
@@ -19,7 +21,7 @@ ENV_SH      := bash deploy/local/env.sh
 # Go files to gofmt-check: everything except local env state and vendored code.
 GO_FILES = $(shell find . \( -path ./.localenv -o -path ./.devstack -o -path ./vendor -o -path ./.git \) -prune -o -name '*.go' -print)
 
-.PHONY: env-up env-down test test-short vet bench bench-quick bench-intake
+.PHONY: env-up env-down test test-short vet bench bench-quick bench-intake bench-scale
 
 env-up:
 	$(ENV_SH) up
@@ -64,3 +66,12 @@ bench: env-up
 
 bench-quick: env-up
 	eval "$$($(ENV_SH) env)" && $(GO) run ./cmd/bench all --quick $(BENCH_FLAGS)
+
+# Fills a database with 2 M withdrawals of history (90 days) and measures,
+# against it and an empty one: intake, dispatch and relay throughput, idle
+# poller and dispatcher index reads, admin lookups and the 08:00 burst
+# drained by the real poller; prints the ratios and writes
+# bench/results/scale.json (docs/bench.md). SCALE_FLAGS adds flags, e.g.
+# SCALE_FLAGS='--quick' or SCALE_FLAGS='--rows 500000 --burst 10000'.
+bench-scale: env-up
+	eval "$$($(ENV_SH) env)" && $(GO) run ./cmd/bench scale $(SCALE_FLAGS)

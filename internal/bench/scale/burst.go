@@ -191,6 +191,11 @@ func Burst(ctx context.Context, db *store.DB, o BurstOptions, kind string) (Burs
 	for _, s := range states {
 		r.ByState[s.State] = s.N
 	}
+	// Every order was found: a NOT_FOUND (UNKNOWN) would mean the burst
+	// measured something else than the queries of known orders.
+	if r.ByState["UNKNOWN"] > 0 {
+		return r, fmt.Errorf("burst: %d withdrawals became UNKNOWN", r.ByState["UNKNOWN"])
+	}
 	return r, nil
 }
 
