@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -103,12 +104,12 @@ flags:
 	fs.BoolVar(&o.quick, "quick", false, "small volumes (100k rows of history): a smoke test, not a figure")
 	fs.IntVar(&o.burst, "burst", 0, "SUBMITTED withdrawals due at once at 08:00 (default 20000, quick 2000)")
 	fs.IntVar(&o.followUps, "follow-ups", -1, "SUCCEEDED follow-ups due at the same time (default burst/10)")
-	fs.Float64Var(&o.rate, "rate", 500, "the poller's --poll-query-rate in the burst, queries/s")
+	fs.Float64Var(&o.rate, "rate", 300, "the poller's --poll-query-rate in the burst, queries/s (each query costs two RSA signatures on these cores)")
 	fs.IntVar(&o.intakeN, "intake-n", 0, "commands for the intake (default 100000, quick 20000)")
 	fs.IntVar(&o.dispatchN, "dispatch-n", 0, "withdrawals for the dispatcher (default 5000, quick 1500)")
 	fs.IntVar(&o.relayN, "relay-n", 0, "outbox backlog rows for the relay (default 200000, quick 20000)")
 	fs.IntVar(&o.lookups, "lookups", 0, "admin lookups of each kind (default 1000, quick 200)")
-	fs.IntVar(&o.sweeps, "sweeps", 20, "idle sweeps timed")
+	fs.IntVar(&o.sweeps, "sweeps", 200, "idle sweeps timed")
 	fs.DurationVar(&o.idleDispatcher, "idle-dispatcher", 2*time.Second, "how long the idle dispatcher runs")
 	fs.DurationVar(&o.budget, "budget", 15*time.Minute, "the whole run's target time")
 	fs.StringVar(&o.out, "out", "bench/results/scale.json", "where to write the results (empty: nowhere)")
@@ -279,15 +280,16 @@ func runScale(ctx context.Context, o scaleOptions) error {
 	}
 	for i, d := range dbs {
 		step("08:00 burst on %s: %d SUBMITTED + %d follow-ups due, poller at %.0f queries/s ...", d.name, o.burst, o.followUps, o.rate)
-		r, err := scale.Burst(ctx, d.db, scale.BurstOptions{Submitted: o.burst, FollowUps: o.followUps, Rate: o.rate, Merchants: o.merchants}, "b01")
+		r, err := scale.Burst(ctx, d.db, scale.BurstOptions{Submitted: o.burst, FollowUps: o.followUps, Rate: o.rate, Merchants: o.merchants,
+			Logger: slog.Default()}, "b01")
 		if err != nil {
 			return fmt.Errorf("burst on %s: %w", d.name, err)
 		}
-		step("  drained in %.1f s (%.1f s from the poller's start): %d queries at %.0f/s of %.0f/s configured; %d follow-ups during the burst (share %.2f); %.2f statements per withdrawal; states %v",
-			r.Drain.Seconds(), r.Wall.Seconds(), r.Queries, r.QueriesPerSec, r.Configured, r.FollowUpsDuringBurst, r.FollowUpShare, r.StatementsPerWithdrawal, r.ByState)
+		step("  drained in %.1f s (%.1f s from the poller's start): %d queries at %.0f/s of %.0f/s configured; %d follow-ups during the burst (share %.2f); %.2f statements per withdrawal; states %v; %d answers not recorded at first",
+			r.Drain.Seconds(), r.Wall.Seconds(), r.Queries, r.QueriesPerSec, r.Configured, r.FollowUpsDuringBurst, r.FollowUpShare, r.StatementsPerWithdrawal, r.ByState, r.Unrecorded)
 		rep.Burst[d.name] = map[string]any{"drain_seconds": r.Drain.Seconds(), "wall_seconds": r.Wall.Seconds(), "queries": r.Queries,
 			"queries_per_sec": r.QueriesPerSec, "configured_per_sec": r.Configured, "follow_ups_during_burst": r.FollowUpsDuringBurst,
-			"follow_up_share": r.FollowUpShare, "statements": r.Statements, "statements_per_withdrawal": r.StatementsPerWithdrawal, "by_state": r.ByState}
+			"follow_up_share": r.FollowUpShare, "unrecorded_queries": r.Unrecorded, "statements": r.Statements, "statements_per_withdrawal": r.StatementsPerWithdrawal, "by_state": r.ByState}
 		record("burst_drain_s", "s", i, r.Drain.Seconds())
 		record("burst_queries_per_sec", "queries/s", i, r.QueriesPerSec)
 		record("burst_follow_up_share", "share", i, r.FollowUpShare)
