@@ -37,7 +37,7 @@ type scaleOptions struct {
 	burst, followUps           int
 	rate                       float64
 	intakeN, dispatchN, relayN int
-	lookups, sweeps            int
+	lookups, sweeps, runs      int
 	quick, keep, verbose       bool
 	out                        string
 	budget                     time.Duration
@@ -55,6 +55,9 @@ type ScaleReport struct {
 	Examined map[string]any `json:"rows_examined"`
 	Targets  []Target       `json:"targets"`
 	Checks   []string       `json:"checks"`
+	// Samples are every run's values of each figure (the figures are
+	// their medians).
+	Samples map[string]map[string][]float64 `json:"samples"`
 
 	CPUCores       int     `json:"cpu_cores"`
 	MariaDBVersion string  `json:"mariadb_version"`
@@ -110,6 +113,7 @@ flags:
 	fs.IntVar(&o.relayN, "relay-n", 0, "outbox backlog rows for the relay (default 200000, quick 20000)")
 	fs.IntVar(&o.lookups, "lookups", 0, "admin lookups of each kind (default 1000, quick 200)")
 	fs.IntVar(&o.sweeps, "sweeps", 200, "idle sweeps timed")
+	fs.IntVar(&o.runs, "runs", 0, "runs of each phase but the burst, alternating the databases; the figure is their median (default 3, quick 1)")
 	fs.DurationVar(&o.idleDispatcher, "idle-dispatcher", 2*time.Second, "how long the idle dispatcher runs")
 	fs.DurationVar(&o.budget, "budget", 15*time.Minute, "the whole run's target time")
 	fs.StringVar(&o.out, "out", "bench/results/scale.json", "where to write the results (empty: nowhere)")
@@ -135,6 +139,7 @@ flags:
 	def(&o.dispatchN, 5_000, 1_500)
 	def(&o.relayN, 200_000, 20_000)
 	def(&o.lookups, 1000, 200)
+	def(&o.runs, 3, 1)
 	if o.followUps < 0 {
 		o.followUps = o.burst / 10
 	}
@@ -169,7 +174,7 @@ func runScale(ctx context.Context, o scaleOptions) error {
 		GitCommit: bench.GitCommit(root), GoVersion: runtime.Version(), LoadAvgStart: bench.LoadAvg(),
 		Volumes: map[string]any{"history_rows": o.rows, "empty_rows": o.emptyRows, "merchants": o.merchants, "burst_submitted": o.burst,
 			"burst_follow_ups": o.followUps, "burst_query_rate": o.rate, "intake_commands": o.intakeN, "dispatch_withdrawals": o.dispatchN,
-			"relay_events": o.relayN, "lookups": o.lookups, "idle_sweeps": o.sweeps, "idle_dispatcher_seconds": o.idleDispatcher.Seconds()},
+			"relay_events": o.relayN, "lookups": o.lookups, "runs": o.runs, "idle_sweeps": o.sweeps, "idle_dispatcher_seconds": o.idleDispatcher.Seconds()},
 		Fill: map[string]any{}, Burst: map[string]any{}, Examined: map[string]any{}}
 	if rep.MariaDBVersion, err = bench.MariaDBVersion(ctx, dsn); err != nil {
 		return fmt.Errorf("mariadb: %w", err)
@@ -228,55 +233,60 @@ func runScale(ctx context.Context, o scaleOptions) error {
 	}
 
 	figs := map[string]*ScaleFigure{}
+	samples := map[string][2][]float64{}
 	var order []string
 	record := func(name, unit string, which int, v float64) {
-		f := figs[name]
-		if f == nil {
-			f = &ScaleFigure{Name: name, Unit: unit}
-			figs[name] = f
+		if figs[name] == nil {
+			figs[name] = &ScaleFigure{Name: name, Unit: unit}
 			order = append(order, name)
 		}
-		if which == 0 {
-			f.Empty = v
-		} else {
-			f.History = v
-		}
+		xs := samples[name]
+		xs[which] = append(xs[which], v)
+		samples[name] = xs
 	}
 
-	// Idle: nothing due in either database.
-	for i, d := range dbs {
-		step("idle poller sweep on %s: %d sweeps ...", d.name, o.sweeps)
-		r, err := scale.IdleSweep(ctx, d.dsn, o.sweeps)
-		if err != nil {
-			return err
+	// Every phase but the burst runs o.runs times, alternating the two
+	// databases, and its figure is the median: the host's speed drifts by
+	// 10–20 % within minutes (docs/bench.md), more than the effects looked
+	// for. Nothing is due in either database until the burst.
+	for run := range o.runs {
+		for i, d := range dbs {
+			r, err := scale.IdleSweep(ctx, d.dsn, o.sweeps)
+			if err != nil {
+				return err
+			}
+			if r.Claimed != 0 {
+				return fmt.Errorf("idle sweep on %s claimed %d rows: the fill left rows due", d.name, r.Claimed)
+			}
+			step("idle poller sweep on %s (%d/%d): %.2f ms per sweep, %.1f index rows read per sweep (%d sweeps)", d.name, run+1, o.runs, ms(r.PerSweep), r.IndexRowsRead, o.sweeps)
+			record("idle_sweep_ms", "ms", i, ms(r.PerSweep))
+			record("idle_sweep_index_rows", "rows/sweep", i, r.IndexRowsRead)
 		}
-		if r.Claimed != 0 {
-			return fmt.Errorf("idle sweep on %s claimed %d rows: the fill left rows due", d.name, r.Claimed)
+		for i, d := range dbs {
+			perSec, err := scale.IdleDispatcher(ctx, d.dsn, o.idleDispatcher)
+			if err != nil {
+				return err
+			}
+			step("idle dispatcher on %s (%d/%d): %.1f index rows read per second (%s)", d.name, run+1, o.runs, perSec, o.idleDispatcher)
+			record("idle_dispatcher_index_rows", "rows/s", i, perSec)
 		}
-		step("  %.2f ms per sweep, %.1f index rows read per sweep", ms(r.PerSweep), r.IndexRowsRead)
-		record("idle_sweep_ms", "ms", i, ms(r.PerSweep))
-		record("idle_sweep_index_rows", "rows/sweep", i, r.IndexRowsRead)
-	}
-	for i, d := range dbs {
-		step("idle dispatcher on %s for %s ...", d.name, o.idleDispatcher)
-		perSec, err := scale.IdleDispatcher(ctx, d.dsn, o.idleDispatcher)
-		if err != nil {
-			return err
+		for _, lk := range []struct {
+			prefix string
+			days   int
+		}{{"lookup", 0}, {"lookup_last_7_days", 7}} {
+			for i, d := range dbs {
+				r, err := scale.Lookups(ctx, d.db, d.fill, o.lookups, uint64(7+run), lk.days)
+				if err != nil {
+					return err
+				}
+				step("%s on %s (%d/%d): by id p50 %.2f ms p99 %.2f ms; by out_request_no p50 %.2f ms p99 %.2f ms (%d each)", lk.prefix, d.name, run+1, o.runs,
+					ms(r.ByIDP50), ms(r.ByIDP99), ms(r.ByKeyP50), ms(r.ByKeyP99), o.lookups)
+				record(lk.prefix+"_by_id_p50_ms", "ms", i, ms(r.ByIDP50))
+				record(lk.prefix+"_by_id_p99_ms", "ms", i, ms(r.ByIDP99))
+				record(lk.prefix+"_by_key_p50_ms", "ms", i, ms(r.ByKeyP50))
+				record(lk.prefix+"_by_key_p99_ms", "ms", i, ms(r.ByKeyP99))
+			}
 		}
-		step("  %.1f index rows read per second", perSec)
-		record("idle_dispatcher_index_rows", "rows/s", i, perSec)
-	}
-	for i, d := range dbs {
-		step("admin lookups on %s: %d by id, %d by out_request_no ...", d.name, o.lookups, o.lookups)
-		r, err := scale.Lookups(ctx, d.db, d.fill, o.lookups, 7)
-		if err != nil {
-			return err
-		}
-		step("  by id p50 %.2f ms p99 %.2f ms; by out_request_no p50 %.2f ms p99 %.2f ms", ms(r.ByIDP50), ms(r.ByIDP99), ms(r.ByKeyP50), ms(r.ByKeyP99))
-		record("lookup_by_id_p50_ms", "ms", i, ms(r.ByIDP50))
-		record("lookup_by_id_p99_ms", "ms", i, ms(r.ByIDP99))
-		record("lookup_by_key_p50_ms", "ms", i, ms(r.ByKeyP50))
-		record("lookup_by_key_p99_ms", "ms", i, ms(r.ByKeyP99))
 	}
 	for i, d := range dbs {
 		step("08:00 burst on %s: %d SUBMITTED + %d follow-ups due, poller at %.0f queries/s ...", d.name, o.burst, o.followUps, o.rate)
@@ -295,50 +305,58 @@ func runScale(ctx context.Context, o scaleOptions) error {
 		record("burst_follow_up_share", "share", i, r.FollowUpShare)
 		record("burst_statements_per_withdrawal", "statements", i, r.StatementsPerWithdrawal)
 	}
-	rep.Checks = append(rep.Checks, fmt.Sprintf("burst: every one of the %d withdrawals queried (the audit), none left due, none UNKNOWN", o.burst+o.followUps))
-	for i, d := range dbs {
-		step("dispatch on %s: %d withdrawals, zero-latency sandbox ...", d.name, o.dispatchN)
-		r, err := dispatchbench.Run(ctx, dispatchbench.Options{DB: d.db, N: o.dispatchN, Merchants: 500, MaxInFlight: 64})
-		if err != nil {
-			return fmt.Errorf("dispatch on %s: %w", d.name, err)
+	rep.Checks = append(rep.Checks, fmt.Sprintf("burst: every one of the %d withdrawals queried and its answer recorded (the audit), none left due, none UNKNOWN", o.burst+o.followUps))
+	for run := range o.runs {
+		for i, d := range dbs {
+			r, err := dispatchbench.Run(ctx, dispatchbench.Options{DB: d.db, N: o.dispatchN, Merchants: 500, MaxInFlight: 64, Prefix: fmt.Sprintf("B%d", run)})
+			if err != nil {
+				return fmt.Errorf("dispatch on %s: %w", d.name, err)
+			}
+			step("dispatch on %s (%d/%d): %d withdrawals, %.0f submissions/s, %.2f statements per submission", d.name, run+1, o.runs, o.dispatchN, r.PerSec, r.StatementsPerSubmission())
+			record("dispatch_per_sec", "submissions/s", i, r.PerSec)
+			record("dispatch_statements_per_submission", "statements", i, r.StatementsPerSubmission())
 		}
-		step("  %.0f submissions/s, %.2f statements per submission", r.PerSec, r.StatementsPerSubmission())
-		record("dispatch_per_sec", "submissions/s", i, r.PerSec)
-		record("dispatch_statements_per_submission", "statements", i, r.StatementsPerSubmission())
 	}
-	rep.Checks = append(rep.Checks, fmt.Sprintf("dispatch: all %d SUBMITTED in each database, each order created once by the sandbox (dispatchbench.Run)", o.dispatchN))
-	for i, d := range dbs {
-		step("relay on %s: %d-row backlog ...", d.name, o.relayN)
-		r, check, err := scaleRelay(ctx, d, brokers, id, o)
-		if err != nil {
-			return fmt.Errorf("relay on %s: %w", d.name, err)
-		}
-		step("  %s", r)
-		record("relay_per_sec", "events/s", i, r.EventsPerSec)
-		if i == 1 {
-			rep.Checks = append(rep.Checks, check)
+	rep.Checks = append(rep.Checks, fmt.Sprintf("dispatch: all %d SUBMITTED in each run, each order created once by the sandbox (dispatchbench.Run)", o.dispatchN))
+	for run := range o.runs {
+		for i, d := range dbs {
+			r, check, err := scaleRelay(ctx, d, brokers, fmt.Sprintf("%s.%d", id, run), o)
+			if err != nil {
+				return fmt.Errorf("relay on %s: %w", d.name, err)
+			}
+			step("relay on %s (%d/%d): %s", d.name, run+1, o.runs, r)
+			record("relay_per_sec", "events/s", i, r.EventsPerSec)
+			if i == 1 && run == o.runs-1 {
+				rep.Checks = append(rep.Checks, check)
+			}
 		}
 	}
 	// The intake last: its ACCEPTED withdrawals would be the dispatcher's.
-	step("producing %d commands for the intakes ...", o.intakeN)
-	commands, err := produceWorkload(ctx, brokers, id, o.intakeN)
-	if err != nil {
-		return err
-	}
-	if !o.keep {
-		defer bench.DeleteTopics(brokers, commands)
-	}
-	for i, d := range dbs {
-		step("intake on %s: %d commands ...", d.name, o.intakeN)
-		perSec, check, err := scaleIntake(ctx, d, brokers, commands, id, o)
+	for run := range o.runs {
+		runID := fmt.Sprintf("%s%d", id, run)
+		commands, err := produceWorkload(ctx, brokers, runID, o.intakeN)
 		if err != nil {
-			return fmt.Errorf("intake on %s: %w", d.name, err)
+			return err
 		}
-		step("  %.0f commands/s; %s", perSec, check)
-		record("intake_per_sec", "commands/s", i, perSec)
-		if i == 1 {
-			rep.Checks = append(rep.Checks, "intake: "+check)
+		if !o.keep {
+			defer bench.DeleteTopics(brokers, commands)
 		}
+		for i, d := range dbs {
+			perSec, check, err := scaleIntake(ctx, d, brokers, commands, runID, o)
+			if err != nil {
+				return fmt.Errorf("intake on %s: %w", d.name, err)
+			}
+			step("intake on %s (%d/%d): %d commands, %.0f commands/s", d.name, run+1, o.runs, o.intakeN, perSec)
+			record("intake_per_sec", "commands/s", i, perSec)
+			if i == 1 && run == o.runs-1 {
+				rep.Checks = append(rep.Checks, "intake: "+check)
+			}
+		}
+	}
+	rep.Samples = map[string]map[string][]float64{}
+	for name, xs := range samples {
+		figs[name].Empty, figs[name].History = bench.Median(xs[0]), bench.Median(xs[1])
+		rep.Samples[name] = map[string][]float64{"empty": xs[0], "history": xs[1]}
 	}
 
 	rep.LoadAvgEnd = bench.LoadAvg()

@@ -62,7 +62,7 @@ func TestFillShapesTheHistory(t *testing.T) {
 	if perSec > 100 {
 		t.Errorf("an idle dispatcher read %.0f index rows per second", perSec)
 	}
-	look, err := Lookups(ctx, db, FillOptions{Rows: n, Now: now}, 20, 1)
+	look, err := Lookups(ctx, db, FillOptions{Rows: n, Now: now}, 20, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

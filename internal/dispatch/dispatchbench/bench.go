@@ -77,6 +77,9 @@ type Options struct {
 	Merchants   int           // distinct sub-merchants (e-commerce channel)
 	MaxInFlight int           // the dispatcher's global cap
 	Latency     time.Duration // added by the sandbox to every submission
+	// Prefix starts the out_request_no of the run's withdrawals (default
+	// "B"); runs in one database need different ones.
+	Prefix string
 	// ProfileTo, when set, receives the run's CPU profile (the one that
 	// Result.Split is computed from), for go tool pprof; its goroutines
 	// carry the label side=dispatcher or side=sandbox.
@@ -108,7 +111,7 @@ func (r Result) StatementsPerSubmission() float64 {
 // starts a sandbox and one dispatcher in this process, and times until all
 // are SUBMITTED. It checks that the sandbox created each order once. The
 // database may hold other withdrawals, none of them due for the dispatcher
-// and none with an out_request_no starting with "B".
+// and none with an out_request_no starting with Prefix.
 func Run(ctx context.Context, o Options) (Result, error) {
 	dir, err := os.MkdirTemp("", "dispatchbench")
 	if err != nil {
@@ -124,7 +127,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := seed(ctx, o.DB, keys, o.N, o.Merchants); err != nil {
+	if o.Prefix == "" {
+		o.Prefix = "B"
+	}
+	if err := seed(ctx, o.DB, keys, o.N, o.Merchants, o.Prefix); err != nil {
 		return Result{}, err
 	}
 
@@ -169,7 +175,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			continue
 		}
 		lastLook = time.Now()
-		counts, err := benchCounts(ctx, o.DB)
+		counts, err := benchCounts(ctx, o.DB, o.Prefix)
 		if err != nil {
 			return Result{}, err
 		}
@@ -210,12 +216,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 // database may hold months of other withdrawals (bench scale), and a count
 // of the whole table would both see their FAILED rows and load the server
 // in proportion to them.
-func benchCounts(ctx context.Context, db *store.DB) (map[string]int64, error) {
+func benchCounts(ctx context.Context, db *store.DB, prefix string) (map[string]int64, error) {
 	var rows []struct {
 		State string
 		N     int64
 	}
-	if err := db.WithContext(ctx).Raw("SELECT state, COUNT(*) AS n FROM withdrawals WHERE out_request_no LIKE ? GROUP BY state", benchPrefix+"%").
+	if err := db.WithContext(ctx).Raw("SELECT state, COUNT(*) AS n FROM withdrawals WHERE out_request_no LIKE ? GROUP BY state", prefix+"%").
 		Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("count the run's withdrawals: %w", err)
 	}
@@ -225,9 +231,6 @@ func benchCounts(ctx context.Context, db *store.DB) (map[string]int64, error) {
 	}
 	return out, nil
 }
-
-// benchPrefix starts the out_request_no of every withdrawal of a run.
-const benchPrefix = "B"
 
 // questions reads MariaDB's count of statements received from all clients.
 func questions(ctx context.Context, db *store.DB) (int64, error) {
@@ -342,14 +345,14 @@ func (s *sandboxServer) Close() {
 	s.Server.Close()
 }
 
-func seed(ctx context.Context, db *store.DB, keys *pii.Keyring, n, merchants int) error {
+func seed(ctx context.Context, db *store.DB, keys *pii.Keyring, n, merchants int, prefix string) error {
 	now := time.Now().UTC()
 	for i := 0; i < n; i += 1000 {
 		var rows []store.Withdrawal
 		var events []store.OutboxEvent
 		for j := i; j < min(i+1000, n); j++ {
 			c := &withdrawal.Command{Channel: withdrawal.ChannelWeChatEcommerce, Account: "default",
-				OutRequestNo: fmt.Sprintf("%s%d", benchPrefix, j), Amount: 100, SubMchID: fmt.Sprintf("19%08d", j%merchants), AccountType: "BASIC"}
+				OutRequestNo: fmt.Sprintf("%s%d", prefix, j), Amount: 100, SubMchID: fmt.Sprintf("19%08d", j%merchants), AccountType: "BASIC"}
 			h, _ := withdrawal.ParamsHash(c)
 			row, err := store.NewWithdrawalRow(withdrawal.NewID(), c, h, keys, now)
 			if err != nil {
