@@ -292,7 +292,7 @@ func runScale(ctx context.Context, o scaleOptions) error {
 	}
 	for i, d := range dbs {
 		step("08:00 burst on %s: %d SUBMITTED + %d follow-ups due, poller at %.0f queries/s ...", d.name, o.burst, o.followUps, o.rate)
-		r, err := scale.Burst(ctx, d.db, scale.BurstOptions{Submitted: o.burst, FollowUps: o.followUps, Rate: o.rate, Merchants: o.merchants,
+		r, err := scale.Burst(ctx, d.db, d.dsn, scale.BurstOptions{Submitted: o.burst, FollowUps: o.followUps, Rate: o.rate, Merchants: o.merchants,
 			Logger: slog.Default()}, "b01")
 		if err != nil {
 			return fmt.Errorf("burst on %s: %w", d.name, err)
@@ -301,7 +301,7 @@ func runScale(ctx context.Context, o scaleOptions) error {
 			r.Drain.Seconds(), r.Wall.Seconds(), r.Queries, r.QueriesPerSec, r.Configured, r.FollowUpsDuringBurst, r.FollowUpShare, r.StatementsPerWithdrawal, r.ByState, r.Unrecorded)
 		rep.Burst[d.name] = map[string]any{"drain_seconds": r.Drain.Seconds(), "wall_seconds": r.Wall.Seconds(), "queries": r.Queries,
 			"queries_per_sec": r.QueriesPerSec, "configured_per_sec": r.Configured, "follow_ups_during_burst": r.FollowUpsDuringBurst,
-			"follow_up_share": r.FollowUpShare, "unrecorded_queries": r.Unrecorded, "statements": r.Statements, "statements_per_withdrawal": r.StatementsPerWithdrawal, "by_state": r.ByState}
+			"follow_up_share": r.FollowUpShare, "unrecorded_queries": r.Unrecorded, "statements": r.Statements, "statements_per_withdrawal": r.StatementsPerWithdrawal, "server_statements": r.ServerStatements, "by_state": r.ByState}
 		record("burst_drain_s", "s", i, r.Drain.Seconds())
 		record("burst_queries_per_sec", "queries/s", i, r.QueriesPerSec)
 		record("burst_follow_up_share", "share", i, r.FollowUpShare)

@@ -2,6 +2,7 @@ package scale
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,10 +53,12 @@ type BurstResult struct {
 	// of all queries while both kinds were due.
 	FollowUpsDuringBurst int
 	FollowUpShare        float64
-	// Statements is MariaDB's Questions counter over Wall (all clients of
-	// the server: the harness's handful, and whatever else runs on it).
+	// Statements are the poller's own: the Questions counters of its
+	// pool's sessions. ServerStatements is MariaDB's global Questions
+	// counter over Wall (every client of the shared server).
 	Statements              int64
 	StatementsPerWithdrawal float64
+	ServerStatements        int64
 	// Unrecorded are queries whose answer could not be recorded (logged
 	// by the poller; the row is queried again after its lease).
 	Unrecorded int
@@ -81,9 +84,11 @@ func burstStatus(s int) string {
 // their orders into a sandbox in this process, runs the real poller
 // (poll.Poller.Run: production rules, default options except QueryRate
 // and a sweep every second) until none of them is due, and reads from the
-// audit trail how fast the queries went and who got them. kind (three hex
-// digits) must differ from every other fill of the database.
-func Burst(ctx context.Context, db *store.DB, o BurstOptions, kind string) (BurstResult, error) {
+// audit trail how fast the queries went and who got them. The poller has a
+// pool of its own on dsn (db's database), so that its statements are
+// counted by its own sessions. kind (three hex digits) must differ from
+// every other fill of the database.
+func Burst(ctx context.Context, db *store.DB, dsn string, o BurstOptions, kind string) (BurstResult, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Minute
 	}
@@ -134,8 +139,13 @@ func Burst(ctx context.Context, db *store.DB, o BurstOptions, kind string) (Burs
 		return BurstResult{}, err
 	}
 
+	pollDB, err := store.OpenMySQL(ctx, dsn, store.PoolOptions{MaxOpen: pollerPool})
+	if err != nil {
+		return BurstResult{}, err
+	}
+	defer pollDB.Close()
 	reg := prometheus.NewRegistry()
-	p, err := poll.New(db, sb.Registry, poll.Options{Instance: "burst", Rules: schedule.Production(), SweepSpec: "@every 1s",
+	p, err := poll.New(pollDB, sb.Registry, poll.Options{Instance: "burst", Rules: schedule.Production(), SweepSpec: "@every 1s",
 		QueryRate: o.Rate, Logger: o.Logger, Metrics: poll.NewMetrics(reg)})
 	if err != nil {
 		return BurstResult{}, err
@@ -190,8 +200,12 @@ func Burst(ctx context.Context, db *store.DB, o BurstOptions, kind string) (Burs
 		return BurstResult{}, err
 	}
 
+	own, err := poolStatements(ctx, pollDB, pollerPool)
+	if err != nil {
+		return BurstResult{}, err
+	}
 	r := BurstResult{Submitted: o.Submitted, FollowUps: o.FollowUps, Wall: wall, Configured: o.Rate,
-		Statements: q1 - q0, StatementsPerWithdrawal: float64(q1-q0) / float64(total)}
+		Statements: own, StatementsPerWithdrawal: float64(own) / float64(total), ServerStatements: q1 - q0}
 	if err := r.readAudit(ctx, db, kind, followKind, sentAt); err != nil {
 		return r, err
 	}
@@ -348,4 +362,44 @@ func Questions(ctx context.Context, db *store.DB) (int64, error) {
 		return 0, fmt.Errorf("read MariaDB's statement count: %w", err)
 	}
 	return row.Value, nil
+}
+
+// pollerPool is the size of the burst poller's pool: its default
+// concurrency (16) plus the sweep's claim and heartbeat.
+const pollerPool = 20
+
+// poolStatements sums the Questions counters of every session of db's
+// pool, of at most n connections, less the statement that reads each: the
+// statements the pool's users sent (and the driver's one on connecting).
+// The pool must be idle.
+func poolStatements(ctx context.Context, db *store.DB, n int) (int64, error) {
+	sqlDB, err := db.DB.DB()
+	if err != nil {
+		return 0, err
+	}
+	// Holding n connections at once reaches every session the pool kept
+	// (it keeps all: MaxIdle is MaxOpen); any it opens anew adds ~0.
+	conns := make([]*sql.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := sqlDB.Conn(ctx)
+		if err != nil {
+			return 0, err
+		}
+		conns = append(conns, c)
+	}
+	var total int64
+	for _, c := range conns {
+		var name string
+		var v int64
+		if err := c.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Questions'").Scan(&name, &v); err != nil {
+			return 0, err
+		}
+		total += v - 1
+	}
+	return total, nil
 }

@@ -68,7 +68,7 @@ func TestFillShapesTheHistory(t *testing.T) {
 	}
 	t.Logf("idle sweep %s, %.1f index rows; idle dispatcher %.1f index rows/s; lookups %+v", sweep.PerSweep, sweep.IndexRowsRead, perSec, look)
 
-	b, err := Burst(ctx, db, BurstOptions{Submitted: 300, FollowUps: 60, Rate: 400, Merchants: 500, Timeout: time.Minute}, "b01")
+	b, err := Burst(ctx, db, dsn, BurstOptions{Submitted: 300, FollowUps: 60, Rate: 400, Merchants: 500, Timeout: time.Minute}, "b01")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,5 +78,10 @@ func TestFillShapesTheHistory(t *testing.T) {
 	}
 	if b.FollowUpsDuringBurst == 0 {
 		t.Error("no follow-up was queried during the burst")
+	}
+	// Per withdrawal: the recording transaction (begin, lock, update,
+	// event, audit, commit), and the claims and heartbeats shared out.
+	if b.StatementsPerWithdrawal < 5 || b.StatementsPerWithdrawal > 8 {
+		t.Errorf("%.2f statements per withdrawal", b.StatementsPerWithdrawal)
 	}
 }
