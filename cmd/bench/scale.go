@@ -252,15 +252,17 @@ func runScale(ctx context.Context, o scaleOptions) error {
 	// 10–20 % within minutes (docs/bench.md), more than the effects looked
 	// for. Nothing is due in either database until the burst.
 	for run := range o.runs {
-		for i, d := range dbs {
-			r, err := scale.IdleSweep(ctx, d.dsn, o.sweeps)
-			if err != nil {
-				return err
-			}
+		sweeps, err := scale.IdleSweeps(ctx, []string{dbs[0].dsn, dbs[1].dsn}, o.sweeps)
+		if err != nil {
+			return err
+		}
+		for i, r := range sweeps {
+			d := dbs[i]
 			if r.Claimed != 0 {
 				return fmt.Errorf("idle sweep on %s claimed %d rows: the fill left rows due", d.name, r.Claimed)
 			}
-			step("idle poller sweep on %s (%d/%d): %.2f ms per sweep, %.1f index rows read per sweep (%d sweeps)", d.name, run+1, o.runs, ms(r.PerSweep), r.IndexRowsRead, o.sweeps)
+			step("idle poller sweep on %s (%d/%d): %.2f ms per sweep, %.1f index rows read per sweep (%d sweeps, alternating with the other database's)",
+				d.name, run+1, o.runs, ms(r.PerSweep), r.IndexRowsRead, o.sweeps)
 			record("idle_sweep_ms", "ms", i, ms(r.PerSweep))
 			record("idle_sweep_index_rows", "rows/sweep", i, r.IndexRowsRead)
 		}

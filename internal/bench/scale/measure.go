@@ -40,39 +40,71 @@ type IdleSweepResult struct {
 // the database at dsn, through one connection, and returns the time and the
 // index rows read per sweep. Nothing may be due.
 func IdleSweep(ctx context.Context, dsn string, sweeps int) (IdleSweepResult, error) {
-	db, err := openOne(ctx, dsn)
+	rs, err := IdleSweeps(ctx, []string{dsn}, sweeps)
 	if err != nil {
 		return IdleSweepResult{}, err
 	}
-	defer db.Close()
-	p, err := poll.New(db, provider.NewRegistry(), poll.Options{Instance: "idle", Rules: schedule.Production(), Logger: quiet()})
-	if err != nil {
-		return IdleSweepResult{}, err
+	return rs[0], nil
+}
+
+// IdleSweeps is IdleSweep on several databases at once, one sweep of each
+// in turn, so that each database's sweeps see the same moments of the
+// host: an idle sweep is a handful of round trips, and their time swings
+// by more than twice from one second to the next on a shared machine.
+func IdleSweeps(ctx context.Context, dsns []string, sweeps int) ([]IdleSweepResult, error) {
+	type one struct {
+		db      *store.DB
+		p       *poll.Poller
+		before  int64
+		elapsed time.Duration
+		res     IdleSweepResult
 	}
-	if _, err := p.Sweep(ctx); err != nil { // warms the connection and the heartbeat row
-		return IdleSweepResult{}, err
-	}
-	before, err := store.IndexRowsRead(ctx, db.DB)
-	if err != nil {
-		return IdleSweepResult{}, err
-	}
-	r := IdleSweepResult{Sweeps: sweeps}
-	start := time.Now()
-	for range sweeps {
-		st, err := p.Sweep(ctx)
-		if err != nil {
-			return r, err
+	all := make([]*one, 0, len(dsns))
+	defer func() {
+		for _, o := range all {
+			o.db.Close()
 		}
-		r.Claimed += st.Claimed
+	}()
+	for _, dsn := range dsns {
+		db, err := openOne(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		o := &one{db: db, res: IdleSweepResult{Sweeps: sweeps}}
+		all = append(all, o)
+		if o.p, err = poll.New(db, provider.NewRegistry(), poll.Options{Instance: "idle", Rules: schedule.Production(), Logger: quiet()}); err != nil {
+			return nil, err
+		}
+		if _, err := o.p.Sweep(ctx); err != nil { // warms the connection and the heartbeat row
+			return nil, err
+		}
+		if o.before, err = store.IndexRowsRead(ctx, db.DB); err != nil {
+			return nil, err
+		}
 	}
-	r.PerSweep = time.Since(start) / time.Duration(sweeps)
-	after, err := store.IndexRowsRead(ctx, db.DB)
-	if err != nil {
-		return r, err
+	for range sweeps {
+		for _, o := range all {
+			start := time.Now()
+			st, err := o.p.Sweep(ctx)
+			o.elapsed += time.Since(start)
+			if err != nil {
+				return nil, err
+			}
+			o.res.Claimed += st.Claimed
+		}
 	}
-	// The counter's own SHOW reads none; what is left is the sweeps'.
-	r.IndexRowsRead = float64(after-before) / float64(sweeps)
-	return r, nil
+	out := make([]IdleSweepResult, len(all))
+	for i, o := range all {
+		after, err := store.IndexRowsRead(ctx, o.db.DB)
+		if err != nil {
+			return nil, err
+		}
+		o.res.PerSweep = o.elapsed / time.Duration(sweeps)
+		// The counter's own SHOW reads none; what is left is the sweeps'.
+		o.res.IndexRowsRead = float64(after-o.before) / float64(sweeps)
+		out[i] = o.res
+	}
+	return out, nil
 }
 
 // IdleDispatcher runs a dispatcher with the default options (a look for due
