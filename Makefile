@@ -13,6 +13,8 @@
 #                    poller, Kafka and MariaDB, invariants checked (docs/chaos.md);
 #                    its own MariaDB + Kafka (deploy/local/chaos-env.sh), 3-6 min
 #   make chaos-quick the same, a few hundred commands, one consumer kill (~1 min)
+#   make bench-scale the same paths against 2 M rows of history vs an empty
+#                    database, and the 08:00 burst (bench/results/scale.json)
 #   make test-short  unit tests only (-short), no env needed
 #   make vet         go vet + gofmt check
 
@@ -24,7 +26,7 @@ ENV_SH      := bash deploy/local/env.sh
 # Go files to gofmt-check: everything except local env state and vendored code.
 GO_FILES = $(shell find . \( -path ./.localenv -o -path ./.localenv-chaos -o -path ./.devstack -o -path ./vendor -o -path ./.git \) -prune -o -name '*.go' -print)
 
-.PHONY: env-up env-down test test-short vet bench bench-quick bench-intake chaos chaos-quick screenshots
+.PHONY: env-up env-down test test-short vet bench bench-quick bench-intake bench-scale chaos chaos-quick screenshots
 
 env-up:
 	$(ENV_SH) up
@@ -85,3 +87,11 @@ bench-quick: env-up
 # Retakes docs/console.md's screenshots with the console's browser test.
 screenshots: env-up
 	eval "$$($(ENV_SH) env)" && WITHDRAW_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -run TestConsoleInBrowser ./internal/console
+# Fills a database with 2 M withdrawals of history (90 days) and measures,
+# against it and an empty one: intake, dispatch and relay throughput, idle
+# poller and dispatcher index reads, admin lookups and the 08:00 burst
+# drained by the real poller; prints the ratios and writes
+# bench/results/scale.json (docs/bench.md). SCALE_FLAGS adds flags, e.g.
+# SCALE_FLAGS='--quick' or SCALE_FLAGS='--rows 500000 --burst 10000'.
+bench-scale: env-up
+	eval "$$($(ENV_SH) env)" && $(GO) run ./cmd/bench scale $(SCALE_FLAGS)

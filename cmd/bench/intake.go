@@ -176,7 +176,7 @@ func intakeBench(ctx context.Context, o options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	checked, err := check(ctx, intakeDSN, brokers, dlq, want)
+	checked, err := check(ctx, intakeDSN, brokers, dlq, want, tableCounts{})
 	if err != nil {
 		return Report{}, err
 	}
@@ -340,23 +340,37 @@ func newConsumerRig(ctx context.Context, dsn string, brokers []string, group, co
 	}, nil
 }
 
-// check proves that every produced command is accounted for.
-func check(ctx context.Context, dsn string, brokers []string, dlq string, want bench.Expect) (string, error) {
+// tableCounts are the rows check counts, before a run in a database that
+// was not empty (bench scale).
+type tableCounts struct{ withdrawals, accepted, rejected int }
+
+func countTables(ctx context.Context, dsn string) (tableCounts, error) {
 	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return tableCounts{}, err
+	}
+	defer db.Close()
+	var c tableCounts
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM withdrawals").Scan(&c.withdrawals); err != nil {
+		return c, err
+	}
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE event_type = 'withdrawal.accepted'").Scan(&c.accepted); err != nil {
+		return c, err
+	}
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE event_type = 'withdrawal.rejected'").Scan(&c.rejected); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// check proves that every produced command is accounted for: the rows
+// beyond base (the database's rows before the run).
+func check(ctx context.Context, dsn string, brokers []string, dlq string, want bench.Expect, base tableCounts) (string, error) {
+	c, err := countTables(ctx, dsn)
 	if err != nil {
 		return "", err
 	}
-	defer db.Close()
-	var withdrawals, accepted, rejected int
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM withdrawals").Scan(&withdrawals); err != nil {
-		return "", err
-	}
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE event_type = 'withdrawal.accepted'").Scan(&accepted); err != nil {
-		return "", err
-	}
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE event_type = 'withdrawal.rejected'").Scan(&rejected); err != nil {
-		return "", err
-	}
+	withdrawals, accepted, rejected := c.withdrawals-base.withdrawals, c.accepted-base.accepted, c.rejected-base.rejected
 	conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], dlq, 0)
 	if err != nil {
 		return "", err

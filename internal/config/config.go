@@ -113,7 +113,7 @@ func (c *Config) settings() []setting {
 		{"poll-interval", "WITHDRAW_POLL_INTERVAL", "10s", "poller: how often the sweep looks for due status queries (whole seconds, at least 1s)", duration(&c.PollInterval)},
 		{"poll-daily-spec", "WITHDRAW_POLL_DAILY_SPEC", "0 3 * * *", "poller: cron spec (Beijing time) of the daily stuck report and retention", str(&c.PollDailySpec)},
 		{"recon-spec", "WITHDRAW_RECON_SPEC", "*/30 10-23 * * *", "poller: cron spec (Beijing time) of the reconciliation against WeChat Pay's fund-flow bills: each run reads the bills of the last 3 days not yet reconciled (accounts with a recon block; docs/reconciliation.md)", str(&c.ReconSpec)},
-		{"poll-batch-size", "WITHDRAW_POLL_BATCH_SIZE", "200", "poller: most withdrawals claimed by one sweep", integer(&c.PollBatchSize)},
+		{"poll-batch-size", "WITHDRAW_POLL_BATCH_SIZE", "200", "poller: most withdrawals claimed at a time (a sweep claims again while its claims come back full)", integer(&c.PollBatchSize)},
 		{"poll-concurrency", "WITHDRAW_POLL_CONCURRENCY", "16", "poller: most provider queries in flight", integer(&c.PollConcurrency)},
 		{"poll-query-rate", "WITHDRAW_POLL_QUERY_RATE", "20", "poller: status queries per second per provider account, shared equally by the poller instances alive", float(&c.PollQueryRate)},
 		{"poll-follow-up-share", "WITHDRAW_POLL_FOLLOW_UP_SHARE", "0.25", "poller: share (0-1] of each sweep, and of the query rate, kept for refund follow-ups of succeeded withdrawals", float(&c.PollFollowUpShare)},

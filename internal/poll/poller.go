@@ -182,44 +182,62 @@ var claimColumns = []string{"id", "channel", "account", "out_request_no", "amoun
 	"provider_status", "provider_ref", "reason_code", "reason", "submissions", "next_attempt_at", "claimed_from",
 	"first_sent_at", "resubmit_requested", "submitted_at", "final_at", "created_at", "updated_at"}
 
-// Sweep claims the due withdrawals once, queries them and records the
-// answers. Run calls it on the sweep schedule; tests and tools may call it
-// directly.
+// Sweep claims the due withdrawals, queries them and records the answers.
+// Run calls it on the sweep schedule; tests and tools may call it
+// directly. As long as a claim comes back full it claims again, as soon as
+// all but the last Concurrency rows of the previous claim have started:
+// a backlog (the 08:00 burst) is then drained at the query rate, not at
+// BatchSize per sweep interval, and the queries never wait for a claim.
 func (p *Poller) Sweep(ctx context.Context) (SweepStats, error) {
 	start := time.Now()
 	defer func() { p.opts.Metrics.sweepDuration.Observe(time.Since(start).Seconds()) }()
-	p.share(ctx)
-	claims, err := p.claim(ctx)
-	p.opts.Metrics.claimedPerSwp.Observe(float64(len(claims)))
-	if err != nil {
-		p.opts.Metrics.sweepFailures.Inc()
-		return SweepStats{}, err
-	}
 	var (
 		mu    sync.Mutex
-		stats = SweepStats{Claimed: len(claims)}
+		stats SweepStats
 		wg    sync.WaitGroup
 		sem   = make(chan struct{}, p.opts.Concurrency)
 	)
-	for _, c := range claims {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			queried, res := p.process(ctx, c)
-			mu.Lock()
-			stats.Queried += queried
-			if res.Changed {
-				stats.Changed++
-			}
-			if res.Dropped {
-				stats.Dropped++
-			}
-			mu.Unlock()
-		}()
+	var err error
+	for {
+		// The heartbeat on every claim: a sweep working through a backlog
+		// keeps counting among the pollers that share the rate.
+		p.share(ctx)
+		var claims []claim
+		claims, err = p.claim(ctx)
+		if err != nil {
+			p.opts.Metrics.sweepFailures.Inc()
+			break
+		}
+		mu.Lock()
+		stats.Claimed += len(claims)
+		mu.Unlock()
+		for _, c := range claims {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				queried, res := p.process(ctx, c)
+				mu.Lock()
+				stats.Queried += queried
+				if res.Changed {
+					stats.Changed++
+				}
+				if res.Dropped {
+					stats.Dropped++
+				}
+				mu.Unlock()
+			}()
+		}
+		if len(claims) < p.opts.BatchSize || ctx.Err() != nil {
+			break
+		}
 	}
 	wg.Wait()
-	if len(claims) > 0 {
+	p.opts.Metrics.claimedPerSwp.Observe(float64(stats.Claimed))
+	if err != nil {
+		return stats, err
+	}
+	if stats.Claimed > 0 {
 		p.log.Debug("sweep done", "claimed", stats.Claimed, "queried", stats.Queried, "changed", stats.Changed,
 			"dropped", stats.Dropped, "took", time.Since(start))
 	}
@@ -311,12 +329,16 @@ func (p *Poller) claim(ctx context.Context) ([]claim, error) {
 const MinLease = 30 * time.Second
 
 // leaseFor is the lease of a claim of n rows: proportional to the work,
-// twice the time the queries take at the account's rate plus MinLease,
+// twice the time the queries take at this instance's share of the
+// account's rate plus MinLease,
 // at most Options.Lease. A sweep cut short (a crash, a database outage)
 // then holds its rows for about as long as it would have run, not for the
 // whole Options.Lease.
 func (p *Poller) leaseFor(n int) time.Duration {
-	work := time.Duration(2 * float64(n) / p.opts.QueryRate * float64(time.Second))
+	p.mu.Lock()
+	perInstance := p.opts.QueryRate / float64(max(p.instances, 1))
+	p.mu.Unlock()
+	work := time.Duration(2 * float64(n) / perInstance * float64(time.Second))
 	return min(MinLease+work, p.opts.Lease)
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
+	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/withdrawal"
@@ -74,5 +75,44 @@ func TestDailyJobPurgesOldAudit(t *testing.T) {
 		if a.StartedAt.Before(now.Add(-2 * time.Hour)) {
 			t.Errorf("an old audit row survived: %v", a.StartedAt)
 		}
+	}
+}
+
+// TestSweepDrainsABacklogAtTheQueryRate: a backlog many times the batch
+// size (the 08:00 burst) is drained by one sweep at the configured query
+// rate, not at one batch per sweep interval; due follow-ups keep their
+// share of every claim meanwhile.
+func TestSweepDrainsABacklogAtTheQueryRate(t *testing.T) {
+	db, _ := storetest.MySQL(t, store.PoolOptions{MaxOpen: 20})
+	due := time.Now().UTC().Add(-time.Minute)
+	storetest.FillWithdrawals(t, db, withdrawal.StateSubmitted, 300, due)
+	storetest.FillWithdrawals(t, db, withdrawal.StateSucceeded, 60, due)
+	env := providertest.Start(t, sandbox.Options{})
+	// Production rules: the fill's rows were first sent two days ago, past
+	// the accelerated rules' query window.
+	p, err := poll.New(db, env.Registry(), poll.Options{Instance: "p1", Rules: schedule.Production(), Logger: quiet(),
+		BatchSize: 20, QueryRate: 200, QueryBurst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	st, err := p.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if st.Claimed != 360 || st.Queried != 360 {
+		t.Fatalf("one sweep claimed %d and queried %d of 360 due rows, want all", st.Claimed, st.Queried)
+	}
+	// 360 queries at 200/s take 1.8 s; the limiter is the only brake.
+	if took < 1700*time.Millisecond || took > 20*time.Second {
+		t.Errorf("360 queries at 200/s took %v", took)
+	}
+	var left int64
+	if err := db.Raw("SELECT COUNT(*) FROM withdrawals WHERE state IN ('SUBMITTED', 'SUCCEEDED') AND next_attempt_at <= ?", time.Now().UTC()).Scan(&left).Error; err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d rows still due after the sweep", left)
 	}
 }

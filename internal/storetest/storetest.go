@@ -145,26 +145,13 @@ func FillWithdrawals(t testing.TB, db *store.DB, state withdrawal.State, n int, 
 	}
 }
 
-// IndexRowsRead is the session's count of index entries scans walked beyond
-// their starting points: returned to the server (Handler_read_next) or
-// filtered by the index condition inside the engine (Handler_icp_attempts).
-// Read it before and after the code under test on a MySQLOneConnection
-// database: the difference is what the code's scans read.
+// IndexRowsRead is store.IndexRowsRead for a test: read it before and
+// after the code under test on a MySQLOneConnection database.
 func IndexRowsRead(t testing.TB, db *store.DB) int64 {
 	t.Helper()
-	rows, err := db.Raw("SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_next', 'Handler_read_prev', 'Handler_icp_attempts')").Rows()
+	n, err := store.IndexRowsRead(context.Background(), db.DB)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var total int64
-	for rows.Next() {
-		var name string
-		var v int64
-		if err := rows.Scan(&name, &v); err != nil {
-			t.Fatal(err)
-		}
-		total += v
-	}
-	return total
+	return n
 }

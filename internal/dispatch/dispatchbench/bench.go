@@ -77,6 +77,9 @@ type Options struct {
 	Merchants   int           // distinct sub-merchants (e-commerce channel)
 	MaxInFlight int           // the dispatcher's global cap
 	Latency     time.Duration // added by the sandbox to every submission
+	// Prefix starts the out_request_no of the run's withdrawals (default
+	// "B"); runs in one database need different ones.
+	Prefix string
 	// ProfileTo, when set, receives the run's CPU profile (the one that
 	// Result.Split is computed from), for go tool pprof; its goroutines
 	// carry the label side=dispatcher or side=sandbox.
@@ -106,7 +109,9 @@ func (r Result) StatementsPerSubmission() float64 {
 
 // Run seeds N ACCEPTED e-commerce withdrawals over Merchants sub-merchants,
 // starts a sandbox and one dispatcher in this process, and times until all
-// are SUBMITTED. It checks that the sandbox created each order once.
+// are SUBMITTED. It checks that the sandbox created each order once. The
+// database may hold other withdrawals, none of them due for the dispatcher
+// and none with an out_request_no starting with Prefix.
 func Run(ctx context.Context, o Options) (Result, error) {
 	dir, err := os.MkdirTemp("", "dispatchbench")
 	if err != nil {
@@ -122,7 +127,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := seed(ctx, o.DB, keys, o.N, o.Merchants); err != nil {
+	if o.Prefix == "" {
+		o.Prefix = "B"
+	}
+	if err := seed(ctx, o.DB, keys, o.N, o.Merchants, o.Prefix); err != nil {
 		return Result{}, err
 	}
 
@@ -167,7 +175,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			continue
 		}
 		lastLook = time.Now()
-		counts, err := store.CountByState(ctx, o.DB.DB)
+		counts, err := benchCounts(ctx, o.DB, o.Prefix)
 		if err != nil {
 			return Result{}, err
 		}
@@ -204,6 +212,26 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		Statements: questions1 - questions0}, nil
 }
 
+// benchCounts counts the run's withdrawals by state. Only the run's: the
+// database may hold months of other withdrawals (bench scale), and a count
+// of the whole table would both see their FAILED rows and load the server
+// in proportion to them.
+func benchCounts(ctx context.Context, db *store.DB, prefix string) (map[string]int64, error) {
+	var rows []struct {
+		State string
+		N     int64
+	}
+	if err := db.WithContext(ctx).Raw("SELECT state, COUNT(*) AS n FROM withdrawals WHERE out_request_no LIKE ? GROUP BY state", prefix+"%").
+		Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("count the run's withdrawals: %w", err)
+	}
+	out := make(map[string]int64, len(rows))
+	for _, r := range rows {
+		out[r.State] = r.N
+	}
+	return out, nil
+}
+
 // questions reads MariaDB's count of statements received from all clients.
 func questions(ctx context.Context, db *store.DB) (int64, error) {
 	var row struct {
@@ -214,6 +242,40 @@ func questions(ctx context.Context, db *store.DB) (int64, error) {
 		return 0, fmt.Errorf("read MariaDB's statement count: %w", err)
 	}
 	return row.Value, nil
+}
+
+// Sandbox is a provider sandbox served in this process, with one WeChat
+// Pay merchant (MchID) configured as account "default" of Registry.
+type Sandbox struct {
+	Registry *provider.Registry
+	Server   *sandbox.Server
+	srv      *sandboxServer
+	dir      string
+}
+
+// MchID is the merchant of the sandbox's account "default".
+const MchID = "1900000109"
+
+// StartSandbox starts a sandbox whose orders stay CREATE_SUCCESS for an
+// hour after their creation (then SUCCESS), and a registry of clients for
+// it. Close stops it.
+func StartSandbox(ctx context.Context) (*Sandbox, error) {
+	dir, err := os.MkdirTemp("", "dispatchbench")
+	if err != nil {
+		return nil, err
+	}
+	reg, srv, err := startSandbox(ctx, dir, 0)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &Sandbox{Registry: reg, Server: srv.Server, srv: srv, dir: dir}, nil
+}
+
+// Close stops the sandbox and removes its key files.
+func (s *Sandbox) Close() {
+	s.srv.Close()
+	os.RemoveAll(s.dir)
 }
 
 // startSandbox starts the sandbox's server with ctx's goroutine labels, so
@@ -228,7 +290,7 @@ func startSandbox(ctx context.Context, dir string, latency time.Duration) (*prov
 	if err != nil {
 		return nil, nil, err
 	}
-	const mchID, serial = "1900000109", "BENCH0000000000000000000000000000000000"
+	const mchID, serial = MchID, "BENCH0000000000000000000000000000000000"
 	apiv3 := []byte("benchAPIv3Key0123456789abcdefXYZ")
 	opts := sandbox.Options{Keys: keys, Lifecycle: sandbox.Lifecycle{FinalDelay: time.Hour},
 		WeChatMerchants: []sandbox.WeChatMerchant{{MchID: mchID, Serial: serial, PublicKey: &merchant.PublicKey, APIv3Key: apiv3}},
@@ -283,14 +345,14 @@ func (s *sandboxServer) Close() {
 	s.Server.Close()
 }
 
-func seed(ctx context.Context, db *store.DB, keys *pii.Keyring, n, merchants int) error {
+func seed(ctx context.Context, db *store.DB, keys *pii.Keyring, n, merchants int, prefix string) error {
 	now := time.Now().UTC()
 	for i := 0; i < n; i += 1000 {
 		var rows []store.Withdrawal
 		var events []store.OutboxEvent
 		for j := i; j < min(i+1000, n); j++ {
 			c := &withdrawal.Command{Channel: withdrawal.ChannelWeChatEcommerce, Account: "default",
-				OutRequestNo: fmt.Sprintf("B%d", j), Amount: 100, SubMchID: fmt.Sprintf("19%08d", j%merchants), AccountType: "BASIC"}
+				OutRequestNo: fmt.Sprintf("%s%d", prefix, j), Amount: 100, SubMchID: fmt.Sprintf("19%08d", j%merchants), AccountType: "BASIC"}
 			h, _ := withdrawal.ParamsHash(c)
 			row, err := store.NewWithdrawalRow(withdrawal.NewID(), c, h, keys, now)
 			if err != nil {
