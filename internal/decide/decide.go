@@ -89,7 +89,7 @@ func (d Decider) Sent(w *store.Withdrawal, op provider.Op, out provider.Outcome,
 		}
 		if op == provider.OpResend && to.Final() {
 			// An answer to a re-send concludes nothing: the query decides.
-			return Decision{Write: true, Alert: "", Change: transition.Change{To: withdrawal.StateUnknown,
+			return Decision{Write: true, Change: transition.Change{To: withdrawal.StateUnknown,
 				ProviderRef: out.ProviderRef, ProviderStatus: out.ProviderStatus, ReasonCode: CodeResendFinal,
 				Reason: "a re-send was answered with a final status: confirming it by query", NextAttemptAt: now}}
 		}
