@@ -590,14 +590,12 @@ func (p *Poller) share(ctx context.Context) {
 	p.log.Info("pollers sharing the query rate", "instances", n, "rate_per_account", float64(limit))
 }
 
+// insertAttempts records audit rows of withdrawal id that come with no
+// change, the way transition records those that come with one.
 func insertAttempts(ctx context.Context, tx *gorm.DB, id string, attempts []store.Attempt) error {
-	if len(attempts) == 0 {
-		return nil
-	}
-	for i := range attempts {
-		attempts[i].WithdrawalID = id
-	}
-	return store.InsertAttempts(ctx, tx, attempts)
+	var rows transition.Writes
+	rows.AddAttempts(id, attempts)
+	return rows.Flush(ctx, tx)
 }
 
 // cronLogger adapts slog to cron.Logger; the "skip" of an overlapping run
