@@ -48,7 +48,7 @@ func TestEventsOfRealTransitionsConform(t *testing.T) {
 				id := storetest.Seed(t, db, keys, providertest.Command(ch, no, int64(100*n)))[no]
 				now := time.Now()
 				for i, c := range changes {
-					w, err := store.GetWithdrawal(ctx, db.DB, id)
+					w, err := store.GetWithdrawal(ctx, db, id)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -59,16 +59,19 @@ func TestEventsOfRealTransitionsConform(t *testing.T) {
 							string(withdrawal.StateSubmitting), w.State, "t", id).Error; err != nil {
 							t.Fatal(err)
 						}
-						if w, err = store.GetWithdrawal(ctx, db.DB, id); err != nil {
+						if w, err = store.GetWithdrawal(ctx, db, id); err != nil {
 							t.Fatal(err)
 						}
 					}
 					c.NextAttemptAt = now
-					if _, err := transition.Apply(ctx, db.DB, w, c, now.Add(time.Duration(i)*time.Second)); err != nil {
+					if err := db.InTx(ctx, func(tx *store.Tx) error {
+						_, err := transition.Apply(ctx, tx, w, c, now.Add(time.Duration(i)*time.Second))
+						return err
+					}); err != nil {
 						t.Fatalf("%s %s step %d: %v", ch, name, i, err)
 					}
 				}
-				events, err := store.EventsOf(ctx, db.DB, id)
+				events, err := store.EventsOf(ctx, db, id)
 				if err != nil {
 					t.Fatal(err)
 				}

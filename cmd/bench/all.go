@@ -408,7 +408,7 @@ func dispatchRun(ctx context.Context, dsn string, o allOptions) (dispatchbench.R
 	if err != nil {
 		return r, dispatchbench.Floor{}, err
 	}
-	counts, err := store.CountByState(ctx, db.DB)
+	counts, err := store.CountByState(ctx, db)
 	if err != nil {
 		return r, dispatchbench.Floor{}, err
 	}

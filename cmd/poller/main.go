@@ -194,10 +194,10 @@ func run(args []string) error {
 
 	late := http.NewServeMux()
 	callback.NewWeChat(conn, wechat, poller, log).Register(late)
-	if err := admin.Mount(late, conn.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
+	if err := admin.Mount(late, conn, cfg.AdminTokenFile, cfg.PIIKeysFile, log); err != nil {
 		return err
 	}
-	if err := console.Mount(late, conn.DB, cfg.AdminTokenFile, cfg.PIIKeysFile, console.FromConfig(cfg, reg, log)); err != nil {
+	if err := console.Mount(late, conn, cfg.AdminTokenFile, cfg.PIIKeysFile, console.FromConfig(cfg, reg, log)); err != nil {
 		return err
 	}
 	routes.Set(late)

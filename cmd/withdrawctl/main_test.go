@@ -281,7 +281,7 @@ func TestShowAndRequery(t *testing.T) {
 	keys := admintest.Keys(t)
 	w := admintest.SeedCancel(t, db, keys, "CTLSHOW1", withdrawal.StateSubmitted)
 	const token = "ctl-test-token"
-	h, err := admin.New(db.DB, admin.Options{Token: token, Keys: keys, Logger: slog.New(slog.DiscardHandler)})
+	h, err := admin.New(db, admin.Options{Token: token, Keys: keys, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestShowAndRequery(t *testing.T) {
 	if err != nil || !strings.Contains(out, "due now for the poller") {
 		t.Fatalf("requery: %v %s", err, out)
 	}
-	row, err := store.GetWithdrawal(context.Background(), db.DB, w.ID)
+	row, err := store.GetWithdrawal(context.Background(), db, w.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,18 +435,18 @@ func TestReconShow(t *testing.T) {
 		{BillDate: "2024-05-01", Source: "wechatpay/default/platform/BASIC", ItemKey: "flow:2", Outcome: store.ReconNotOurs, LineKind: "withdraw", OutRequestNo: "X9", BillAmount: 500, CreatedAt: now},
 		{BillDate: "2024-05-01", Source: "wechatpay/default/platform/BASIC", ItemKey: "ours:w3", Outcome: store.ReconMissing, OutRequestNo: "A3", OurAmount: 700, OurState: "SUCCEEDED", WithdrawalID: "w3", CreatedAt: now},
 	}
-	if _, err := store.InsertReconItems(ctx, db.DB, items); err != nil {
+	if _, err := store.InsertReconItems(ctx, db, items); err != nil {
 		t.Fatal(err)
 	}
 	src := store.ReconSource{BillDate: "2024-05-01", Source: "wechatpay/default/platform/BASIC", Status: store.ReconDone, Attempts: 2, BillLines: 2, CreatedAt: now, UpdatedAt: now}
 	if err := db.Create(&src).Error; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.RecomputeReconDay(ctx, db.DB, "2024-05-01", 1, now); err != nil {
+	if _, err := store.RecomputeReconDay(ctx, db, "2024-05-01", 1, now); err != nil {
 		t.Fatal(err)
 	}
 	const token = "ctl-test-token"
-	h, err := admin.New(db.DB, admin.Options{Token: token, Logger: slog.New(slog.DiscardHandler)})
+	h, err := admin.New(db, admin.Options{Token: token, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,6 @@ import (
 	"strings"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/withdrawal"
@@ -61,7 +59,7 @@ type Options struct {
 
 // Handler serves the admin API.
 type Handler struct {
-	db        *gorm.DB
+	db        *store.DB
 	tokenHash [sha256.Size]byte
 	keys      *pii.Keyring
 	log       *slog.Logger
@@ -70,7 +68,7 @@ type Handler struct {
 }
 
 // New builds the API over db.
-func New(db *gorm.DB, opts Options) (*Handler, error) {
+func New(db *store.DB, opts Options) (*Handler, error) {
 	if strings.TrimSpace(opts.Token) == "" {
 		return nil, errors.New("admin: empty token")
 	}
@@ -431,7 +429,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // Mount serves the API on mux when tokenFile names a token file, and logs
 // why not otherwise. piiKeysFile (optional) lets it show payee data masked;
 // without it, payee data is left out.
-func Mount(mux Mux, db *gorm.DB, tokenFile, piiKeysFile string, log *slog.Logger) error {
+func Mount(mux Mux, db *store.DB, tokenFile, piiKeysFile string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}

@@ -22,7 +22,7 @@ const token = "s3cret-admin-token"
 
 func newServer(t *testing.T, db *store.DB, keys *pii.Keyring) *httptest.Server {
 	t.Helper()
-	h, err := admin.New(db.DB, admin.Options{Token: token, Keys: keys, Logger: slog.New(slog.DiscardHandler)})
+	h, err := admin.New(db, admin.Options{Token: token, Keys: keys, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestAuth(t *testing.T) {
 		}
 	}
 	// A refused requery changed nothing.
-	again, err := store.GetWithdrawal(t.Context(), db.DB, w.ID)
+	again, err := store.GetWithdrawal(t.Context(), db, w.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestRequery(t *testing.T) {
 			if status != c.status {
 				t.Fatalf("requery = %d %s, want %d", status, body, c.status)
 			}
-			after, err := store.GetWithdrawal(t.Context(), db.DB, w.ID)
+			after, err := store.GetWithdrawal(t.Context(), db, w.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -249,7 +249,7 @@ func TestRequery(t *testing.T) {
 				t.Errorf("next_attempt_at = %v, want about now (%v)", after.NextAttemptAt, before)
 			}
 			// Its events are untouched: a requery writes none.
-			events, err := store.EventsOf(t.Context(), db.DB, w.ID)
+			events, err := store.EventsOf(t.Context(), db, w.ID)
 			if err != nil || len(events) != w.Version {
 				t.Errorf("events after requery: %d, %v", len(events), err)
 			}

@@ -76,9 +76,9 @@ func (c *Naive) one(ctx context.Context, m kafka.Message) error {
 			if err != nil {
 				return err
 			}
-			return store.InsertOutbox(ctx, tx, []store.OutboxEvent{rec})
+			return store.InsertOutbox(ctx, store.LegacyTx(tx), []store.OutboxEvent{rec})
 		}
-		found, err := store.FindKeyHashes(ctx, tx, []string{cmd.OutRequestNo})
+		found, err := store.FindKeyHashes(ctx, store.LegacyTx(tx), []string{cmd.OutRequestNo})
 		if err != nil {
 			return err
 		}
@@ -95,10 +95,10 @@ func (c *Naive) one(ctx context.Context, m kafka.Message) error {
 		if err != nil {
 			return err
 		}
-		if err := store.InsertWithdrawals(ctx, tx, []store.Withdrawal{row}); err != nil {
+		if err := store.InsertWithdrawals(ctx, store.LegacyTx(tx), []store.Withdrawal{row}); err != nil {
 			return err
 		}
-		return store.InsertOutbox(ctx, tx, []store.OutboxEvent{rec})
+		return store.InsertOutbox(ctx, store.LegacyTx(tx), []store.OutboxEvent{rec})
 	})
 }
 

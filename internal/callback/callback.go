@@ -191,7 +191,7 @@ func (h *WeChat) find(ctx context.Context, account string, notice *wechatpay.Wit
 		order[0], order[1] = order[1], order[0]
 	}
 	for _, ch := range order {
-		row, err := store.GetWithdrawalByKey(ctx, h.db.DB, string(ch), account, notice.OutRequestNo)
+		row, err := store.GetWithdrawalByKey(ctx, h.db, string(ch), account, notice.OutRequestNo)
 		if err == nil {
 			if sub := decide.SubMchID(row); ch == withdrawal.ChannelWeChatEcommerce && notice.SubMchID != "" && sub != "" && sub != notice.SubMchID {
 				continue

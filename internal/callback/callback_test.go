@@ -96,10 +96,10 @@ func (r *rig) submit(cmds ...*withdrawal.Command) map[string]string {
 			r.t.Fatal(err)
 		}
 		rec, _ := outbox.Record(row.Event(withdrawal.NewID(), "", now), now)
-		if err := store.InsertWithdrawals(ctx, r.db.DB, []store.Withdrawal{row}); err != nil {
+		if err := store.InsertWithdrawals(ctx, r.db, []store.Withdrawal{row}); err != nil {
 			r.t.Fatal(err)
 		}
-		if err := store.InsertOutbox(ctx, r.db.DB, []store.OutboxEvent{rec}); err != nil {
+		if err := store.InsertOutbox(ctx, r.db, []store.OutboxEvent{rec}); err != nil {
 			r.t.Fatal(err)
 		}
 		ids[c.OutRequestNo] = row.ID
@@ -115,7 +115,7 @@ func (r *rig) submit(cmds ...*withdrawal.Command) map[string]string {
 
 func (r *rig) row(id string) *store.Withdrawal {
 	r.t.Helper()
-	w, err := store.GetWithdrawal(ctx, r.db.DB, id)
+	w, err := store.GetWithdrawal(ctx, r.db, id)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func (r *rig) waitState(id string, st withdrawal.State) *store.Withdrawal {
 
 func (r *rig) eventTypes(id string) []string {
 	r.t.Helper()
-	evs, err := store.EventsOf(ctx, r.db.DB, id)
+	evs, err := store.EventsOf(ctx, r.db, id)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestCallbacks(t *testing.T) {
 		if w.ReasonCode != "FAIL" {
 			t.Errorf("CB3 reason %q", w.ReasonCode)
 		}
-		atts, _ := store.AttemptsOf(ctx, r.db.DB, ids["CB3"])
+		atts, _ := store.AttemptsOf(ctx, r.db, ids["CB3"])
 		if last := atts[len(atts)-1]; last.Operation != poll.OpCallback || last.ProviderCode != "FAIL" {
 			t.Errorf("CB3 audit %+v", last)
 		}
@@ -308,12 +308,12 @@ func TestCallbacks(t *testing.T) {
 	})
 
 	t.Run("unknown order", func(t *testing.T) {
-		counts, _ := store.CountByState(ctx, r.db.DB)
+		counts, _ := store.CountByState(ctx, r.db)
 		d := r.forge(wechatpay.WithdrawNotice{MchID: providertest.MchID, Status: "SUCCESS", WithdrawID: "999", OutRequestNo: "NOSUCH1", Amount: 1})
 		if code, _ := r.post(notifyPath, d); code/100 != 2 {
 			t.Errorf("unknown order: %d", code)
 		}
-		if after, _ := store.CountByState(ctx, r.db.DB); len(after) != len(counts) {
+		if after, _ := store.CountByState(ctx, r.db); len(after) != len(counts) {
 			t.Errorf("states changed: %v → %v", counts, after)
 		}
 		if r.callbacks(callback.ResultUnknownOrder) != 1 {

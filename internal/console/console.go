@@ -32,7 +32,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/admin"
 	"github.com/paycore/withdraw/internal/deadletter"
@@ -40,6 +39,7 @@ import (
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/poll"
 	"github.com/paycore/withdraw/internal/schedule"
+	"github.com/paycore/withdraw/internal/store"
 )
 
 //go:embed templates/*.html
@@ -76,7 +76,7 @@ type Options struct {
 
 // Handler serves the console.
 type Handler struct {
-	db     *gorm.DB
+	db     *store.DB
 	admin  *admin.Handler
 	opts   Options
 	key    []byte
@@ -95,7 +95,7 @@ type Handler struct {
 }
 
 // New builds the console over db.
-func New(db *gorm.DB, opts Options) (*Handler, error) {
+func New(db *store.DB, opts Options) (*Handler, error) {
 	if strings.TrimSpace(opts.Token) == "" {
 		return nil, errors.New("console: empty token")
 	}
@@ -319,7 +319,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, s session) {
 
 // Mount serves the console on mux when tokenFile names a token file (the
 // admin API's), and logs why not otherwise.
-func Mount(mux Mux, db *gorm.DB, tokenFile, piiKeysFile string, opts Options) error {
+func Mount(mux Mux, db *store.DB, tokenFile, piiKeysFile string, opts Options) error {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()

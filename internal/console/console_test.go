@@ -26,7 +26,7 @@ import (
 
 func newConsole(t *testing.T, db *store.DB) http.Handler {
 	t.Helper()
-	h, err := console.New(db.DB, console.Options{Token: testToken, Logger: slog.New(slog.DiscardHandler)})
+	h, err := console.New(db, console.Options{Token: testToken, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,13 +134,13 @@ func TestConsoleSecurity(t *testing.T) {
 	if got := post("http://evil.example", url.Values{"csrf": {csrf}}); got != http.StatusForbidden {
 		t.Errorf("POST from another origin: %d", got)
 	}
-	if again, _ := store.GetWithdrawal(context.Background(), db.DB, w.ID); !again.NextAttemptAt.Equal(w.NextAttemptAt) {
+	if again, _ := store.GetWithdrawal(context.Background(), db, w.ID); !again.NextAttemptAt.Equal(w.NextAttemptAt) {
 		t.Fatalf("a refused POST requeried it: %v", again.NextAttemptAt)
 	}
 	if got := post(srv.URL, url.Values{"csrf": {csrf}}); got != http.StatusSeeOther {
 		t.Errorf("POST with the CSRF token from the console's origin: %d", got)
 	}
-	if again, _ := store.GetWithdrawal(context.Background(), db.DB, w.ID); !again.NextAttemptAt.Before(time.Now().Add(time.Minute)) {
+	if again, _ := store.GetWithdrawal(context.Background(), db, w.ID); !again.NextAttemptAt.Before(time.Now().Add(time.Minute)) {
 		t.Errorf("requery did not make it due: %v", again.NextAttemptAt)
 	}
 
@@ -239,7 +239,7 @@ func TestSearchKeysetPaging(t *testing.T) {
 	all := func(s store.Search) []string {
 		var out []string
 		for page := 0; ; page++ {
-			res, err := store.SearchWithdrawals(ctx, db.DB, s)
+			res, err := store.SearchWithdrawals(ctx, db, s)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -342,12 +342,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		waitRelay()
 		return nil, err
 	}
-	if err := admin.Mount(srv.Mux, db.DB, s.AdminTokenFile, keys.piiKeysFile, log); err != nil {
+	if err := admin.Mount(srv.Mux, db, s.AdminTokenFile, keys.piiKeysFile, log); err != nil {
 		cancel()
 		waitRelay()
 		return nil, err
 	}
-	if err := console.Mount(srv.Mux, db.DB, s.AdminTokenFile, keys.piiKeysFile, console.Options{Rules: rules, Gatherer: reg, Logger: log,
+	if err := console.Mount(srv.Mux, db, s.AdminTokenFile, keys.piiKeysFile, console.Options{Rules: rules, Gatherer: reg, Logger: log,
 		DeadLetters: deadletter.Topics{Brokers: s.Brokers, DLQ: DLQTopic, Commands: CommandsTopic}}); err != nil {
 		cancel()
 		waitRelay()

@@ -182,7 +182,7 @@ func (d *Dispatcher) inFlight(ctx context.Context, tx *gorm.DB, merchants []stri
 		return counts, nil
 	}
 	args := store.AppendStrings(make([]any, 0, len(merchants)+1), merchants)
-	rows, err := store.Query(ctx, tx, "SELECT merchant_key, COUNT(*) FROM withdrawals WHERE merchant_key IN ("+
+	rows, err := store.Query(ctx, store.LegacyTx(tx), "SELECT merchant_key, COUNT(*) FROM withdrawals WHERE merchant_key IN ("+
 		store.Placeholders(len(merchants))+") AND state = ? GROUP BY merchant_key", append(args, string(withdrawal.StateSubmitting))...)
 	if err != nil {
 		return nil, fmt.Errorf("count in-flight: %w", err)
@@ -204,7 +204,7 @@ func (d *Dispatcher) inFlight(ctx context.Context, tx *gorm.DB, merchants []stri
 
 // queryStrings runs a SELECT of one string column.
 func queryStrings(ctx context.Context, tx *gorm.DB, q string, args ...any) ([]string, error) {
-	rows, err := store.Query(ctx, tx, q, args...)
+	rows, err := store.Query(ctx, store.LegacyTx(tx), q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +235,7 @@ func (d *Dispatcher) dueRows(ctx context.Context, tx *gorm.DB, merchants []strin
 		if len(branches) == 0 {
 			continue
 		}
-		res, err := store.Query(ctx, tx, unionAll(d.db.Dialect, branches), args...)
+		res, err := store.Query(ctx, store.LegacyTx(tx), unionAll(d.db.Dialect, branches), args...)
 		if err != nil {
 			return nil, fmt.Errorf("due withdrawals: %w", err)
 		}
@@ -378,7 +378,7 @@ func (d *Dispatcher) takeAll(ctx context.Context, tx *gorm.DB, rows []store.With
 	q += " WHERE id IN (" + store.Placeholders(len(ids)) + ") AND version = " + versionExpr + " AND state IN (?, ?, ?)"
 	args = append(append(append(args, ids...), versionArgs...),
 		string(withdrawal.StateAccepted), string(withdrawal.StateUnknown), string(withdrawal.StateSubmitted))
-	n, err := store.Exec(ctx, tx, q, args...)
+	n, err := store.Exec(ctx, store.LegacyTx(tx), q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("claim %d withdrawals: %w", len(out), err)
 	}
@@ -458,7 +458,7 @@ func (d *Dispatcher) ExpireLeases(ctx context.Context) (int, error) {
 		for i := range rows {
 			w := &rows[i]
 			d.log.Warn("claim lease expired: maybe sent, now UNKNOWN", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "lease_owner", w.LeaseOwner)
-			if _, err := transition.Apply(ctx, tx, w, transition.Change{
+			if _, err := transition.Apply(ctx, store.LegacyTx(tx), w, transition.Change{
 				To: withdrawal.StateUnknown, ReasonCode: "LEASE_EXPIRED",
 				Reason:        "the instance that sent it stopped before recording the answer",
 				NextAttemptAt: now,

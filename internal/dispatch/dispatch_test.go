@@ -75,7 +75,7 @@ func (r *rig) waitFor(timeout time.Duration, done func(map[string]int64) bool) {
 	r.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		counts, err := store.CountByState(context.Background(), r.db.DB)
+		counts, err := store.CountByState(context.Background(), r.db)
 		if err != nil {
 			r.t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func (r *rig) assertVersionsGapFree() {
 		r.t.Fatal(err)
 	}
 	for _, w := range rows {
-		events, err := store.EventsOf(context.Background(), r.db.DB, w.ID)
+		events, err := store.EventsOf(context.Background(), r.db, w.ID)
 		if err != nil {
 			r.t.Fatal(err)
 		}
@@ -149,7 +149,7 @@ func TestDispatchHappyPath(t *testing.T) {
 	r.waitSettled(60 * time.Second)
 	stop()
 
-	counts, _ := store.CountByState(context.Background(), r.db.DB)
+	counts, _ := store.CountByState(context.Background(), r.db)
 	if counts["SUBMITTED"] != 40 {
 		t.Errorf("states %v, want 40 SUBMITTED", counts)
 	}
@@ -160,7 +160,7 @@ func TestDispatchHappyPath(t *testing.T) {
 	if w.ProviderRef == "" || w.SubmittedAt == nil || w.Submissions != 1 || len(w.ProviderRequest) == 0 {
 		t.Errorf("submitted row incomplete: ref %q submitted_at %v submissions %d", w.ProviderRef, w.SubmittedAt, w.Submissions)
 	}
-	attempts, _ := store.AttemptsOf(context.Background(), r.db.DB, w.ID)
+	attempts, _ := store.AttemptsOf(context.Background(), r.db, w.ID)
 	if len(attempts) != 1 || attempts[0].Operation != "submit" || attempts[0].Outcome != "ACCEPTED" || attempts[0].HTTPStatus != 200 {
 		t.Errorf("attempts %+v", attempts)
 	}
@@ -174,7 +174,7 @@ func TestDispatchRejectionFails(t *testing.T) {
 	stop := run(t, r.dispatcher("d1", dispatch.Options{}))
 	r.waitSettled(30 * time.Second)
 	stop()
-	w, err := store.GetWithdrawalByKey(context.Background(), r.db.DB, "wechatpay_platform", "default", "NE1")
+	w, err := store.GetWithdrawalByKey(context.Background(), r.db, "wechatpay_platform", "default", "NE1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestDispatchFaultsNeverPayTwice(t *testing.T) {
 			t.Errorf("merchant %s had %d submissions in flight, cap 1", m, max)
 		}
 	}
-	counts, _ := store.CountByState(context.Background(), r.db.DB)
+	counts, _ := store.CountByState(context.Background(), r.db)
 	if counts["SUBMITTED"] != int64(n) {
 		t.Errorf("states %v, want all %d SUBMITTED", counts, n)
 	}
@@ -279,18 +279,18 @@ func TestDispatchExpiredLeaseBecomesUnknownThenSettles(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("expired %d, err %v", n, err)
 	}
-	w, _ := store.GetWithdrawalByKey(ctx, r.db.DB, "wechatpay_platform", "default", "L1")
+	w, _ := store.GetWithdrawalByKey(ctx, r.db, "wechatpay_platform", "default", "L1")
 	if w.State != "UNKNOWN" || w.Version != 2 {
 		t.Fatalf("after expiry: %s v%d", w.State, w.Version)
 	}
 	stop := run(t, d)
 	r.waitSettled(30 * time.Second)
 	stop()
-	w, _ = store.GetWithdrawalByKey(ctx, r.db.DB, "wechatpay_platform", "default", "L1")
+	w, _ = store.GetWithdrawalByKey(ctx, r.db, "wechatpay_platform", "default", "L1")
 	if w.State != "SUBMITTED" {
 		t.Fatalf("final state %s", w.State)
 	}
-	attempts, _ := store.AttemptsOf(ctx, r.db.DB, w.ID)
+	attempts, _ := store.AttemptsOf(ctx, r.db, w.ID)
 	var ops []string
 	for _, a := range attempts {
 		ops = append(ops, a.Operation+":"+a.Outcome)
@@ -313,7 +313,7 @@ func TestDispatchRedrivesInit(t *testing.T) {
 	stop := run(t, r.dispatcher("d1", dispatch.Options{}))
 	defer stop()
 	r.waitSettled(30 * time.Second)
-	w, _ := store.GetWithdrawalByKey(ctx, r.db.DB, "wechatpay_platform", "default", "INIT1")
+	w, _ := store.GetWithdrawalByKey(ctx, r.db, "wechatpay_platform", "default", "INIT1")
 	if w.State != "SUBMITTED" || w.Version != 2 {
 		t.Fatalf("after submit: %s v%d", w.State, w.Version)
 	}
@@ -323,7 +323,7 @@ func TestDispatchRedrivesInit(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		w, _ = store.GetWithdrawalByKey(ctx, r.db.DB, "wechatpay_platform", "default", "INIT1")
+		w, _ = store.GetWithdrawalByKey(ctx, r.db, "wechatpay_platform", "default", "INIT1")
 		if !w.ResubmitRequested && w.State == "SUBMITTED" {
 			break
 		}

@@ -75,7 +75,7 @@ func TestNoPIIInLogs(t *testing.T) {
 	stop()
 	cancel()
 
-	rows, _ := store.CountByState(context.Background(), r.db.DB)
+	rows, _ := store.CountByState(context.Background(), r.db)
 	out := logs.String()
 	if !strings.Contains(out, "PIIA") {
 		t.Fatalf("nothing about the withdrawals was logged (states %v): the test would prove nothing", rows)

@@ -144,11 +144,11 @@ func (d *Dispatcher) write(ctx context.Context, jobs []recordJob) error {
 				w := j.c.row
 				items[i] = transition.Pending{W: &w, C: j.change}
 			}
-			if err := transition.ApplyAll(ctx, tx, items, now, &rows); err != nil {
+			if err := transition.ApplyAll(ctx, store.LegacyTx(tx), items, now, &rows); err != nil {
 				return err
 			}
 		}
-		return rows.Flush(ctx, tx)
+		return rows.Flush(ctx, store.LegacyTx(tx))
 	})
 }
 
@@ -159,11 +159,11 @@ func (d *Dispatcher) recordIn(ctx context.Context, tx *gorm.DB, j recordJob, now
 	// The common case needs no lock: the claim snapshot is the row as long
 	// as the lease is ours, which the guarded UPDATE checks.
 	w := c.row
-	_, err := transition.ApplyDeferred(ctx, tx, &w, change, now, rows)
+	_, err := transition.ApplyDeferred(ctx, store.LegacyTx(tx), &w, change, now, rows)
 	if !errors.Is(err, transition.ErrStale) {
 		return err
 	}
-	cur, err := transition.Lock(ctx, tx, c.row.ID)
+	cur, err := transition.Lock(ctx, store.LegacyTx(tx), c.row.ID)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func (d *Dispatcher) recordIn(ctx context.Context, tx *gorm.DB, j recordJob, now
 		rows.AddAttempts(cur.ID, change.Attempts)
 		return nil
 	}
-	_, err = transition.ApplyDeferred(ctx, tx, cur, change, now, rows)
+	_, err = transition.ApplyDeferred(ctx, store.LegacyTx(tx), cur, change, now, rows)
 	if errors.Is(err, transition.ErrStale) {
 		return nil
 	}

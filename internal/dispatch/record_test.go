@@ -45,7 +45,7 @@ func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
 			string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), d.owner, now.Add(time.Minute), id).Error; err != nil {
 			t.Fatal(err)
 		}
-		w, err := store.GetWithdrawal(ctx, db.DB, id)
+		w, err := store.GetWithdrawal(ctx, db, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,14 +69,14 @@ func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
 	if err := <-bad.done; err == nil {
 		t.Fatal("bad answer recorded without an error")
 	}
-	g, err := store.GetWithdrawal(ctx, db.DB, ids["GOOD1"])
+	g, err := store.GetWithdrawal(ctx, db, ids["GOOD1"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if g.State != string(withdrawal.StateSubmitted) || g.Version != 2 {
 		t.Errorf("good withdrawal: %s v%d, want SUBMITTED v2", g.State, g.Version)
 	}
-	b, err := store.GetWithdrawal(ctx, db.DB, ids["BAD1"])
+	b, err := store.GetWithdrawal(ctx, db, ids["BAD1"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,11 +84,11 @@ func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
 		t.Errorf("bad withdrawal: %s v%d, want untouched SUBMITTING v1 (its lease expires into UNKNOWN)", b.State, b.Version)
 	}
 	for id, want := range map[string]int{ids["GOOD1"]: 2, ids["BAD1"]: 1} {
-		events, err := store.EventsOf(ctx, db.DB, id)
+		events, err := store.EventsOf(ctx, db, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		attempts, err := store.AttemptsOf(ctx, db.DB, id)
+		attempts, err := store.AttemptsOf(ctx, db, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +130,7 @@ func claimedByHand(t *testing.T, outRequestNo string, leaseLeft time.Duration) (
 		string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), d.owner, lease, lease, id).Error; err != nil {
 		t.Fatal(err)
 	}
-	w, err := store.GetWithdrawal(context.Background(), db.DB, id)
+	w, err := store.GetWithdrawal(context.Background(), db, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,14 +144,14 @@ func assertPutBack(t *testing.T, d *Dispatcher, db *store.DB, id string) {
 	t.Helper()
 	ctx := context.Background()
 
-	got, err := store.GetWithdrawal(ctx, db.DB, id)
+	got, err := store.GetWithdrawal(ctx, db, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.State != string(withdrawal.StateAccepted) || got.Version != 1 || got.LeaseOwner != "" || got.NextAttemptAt.After(time.Now()) {
 		t.Errorf("after the wait: %s v%d lease %q next %s, want ACCEPTED v1, no lease, due now", got.State, got.Version, got.LeaseOwner, got.NextAttemptAt)
 	}
-	if attempts, _ := store.AttemptsOf(ctx, db.DB, got.ID); len(attempts) != 0 {
+	if attempts, _ := store.AttemptsOf(ctx, db, got.ID); len(attempts) != 0 {
 		t.Errorf("%d audit rows for a call never made", len(attempts))
 	}
 	if d.pending.Load() != 0 || len(d.sem) != 0 || len(d.recording) != 0 {

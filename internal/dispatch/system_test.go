@@ -162,7 +162,7 @@ func TestDispatchSystemKillNeverPayTwice(t *testing.T) {
 			t.Errorf("merchant %s had %d submissions in flight, cap 1", m, max)
 		}
 	}
-	counts, _ := store.CountByState(context.Background(), r.db.DB)
+	counts, _ := store.CountByState(context.Background(), r.db)
 	t.Logf("states %v; provider created %d orders for %d withdrawals", counts, created, n)
 	if counts["SUBMITTED"] != int64(n) || created != n {
 		t.Errorf("want all %d SUBMITTED and created once each; states %v, created %d", n, counts, created)

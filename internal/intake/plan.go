@@ -114,7 +114,7 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 		for _, v := range p.valid {
 			nos = append(nos, v.cmd.OutRequestNo)
 		}
-		found, err := store.FindKeyHashes(ctx, tx, nos)
+		found, err := store.FindKeyHashes(ctx, store.LegacyTx(tx), nos)
 		if err != nil {
 			return err
 		}
@@ -161,11 +161,11 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 				return err
 			}
 		}
-		if err := store.InsertWithdrawals(ctx, tx, rows); err != nil {
+		if err := store.InsertWithdrawals(ctx, store.LegacyTx(tx), rows); err != nil {
 			return err
 		}
 		stored = rows
-		return store.InsertOutbox(ctx, tx, events)
+		return store.InsertOutbox(ctx, store.LegacyTx(tx), events)
 	})
 	in.opts.Metrics.txDuration.Observe(time.Since(started).Seconds())
 	if err != nil {

@@ -128,7 +128,7 @@ func (r *rig) sweepLoop(p *poll.Poller, every time.Duration) (stop func()) {
 // row loads a withdrawal.
 func (r *rig) row(id string) *store.Withdrawal {
 	r.t.Helper()
-	w, err := store.GetWithdrawal(context.Background(), r.db.DB, id)
+	w, err := store.GetWithdrawal(context.Background(), r.db, id)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func (r *rig) waitState(timeout time.Duration, want map[string]withdrawal.State)
 // matches the row.
 func (r *rig) events(id string) []withdrawal.Event {
 	r.t.Helper()
-	rows, err := store.EventsOf(context.Background(), r.db.DB, id)
+	rows, err := store.EventsOf(context.Background(), r.db, id)
 	if err != nil {
 		r.t.Fatal(err)
 	}

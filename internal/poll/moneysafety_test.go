@@ -26,7 +26,7 @@ import (
 // trail is a withdrawal's audit as "operation:code" steps, oldest first.
 func (r *rig) trail(id string) []string {
 	r.t.Helper()
-	atts, err := store.AttemptsOf(context.Background(), r.db.DB, id)
+	atts, err := store.AttemptsOf(context.Background(), r.db, id)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestFollowUpsKeepTheirShareOfTheSweep(t *testing.T) {
 	}
 	var queries []store.Attempt
 	for _, id := range ids {
-		as, err := store.AttemptsOf(ctx, r.db.DB, id)
+		as, err := store.AttemptsOf(ctx, r.db, id)
 		if err != nil {
 			t.Fatal(err)
 		}

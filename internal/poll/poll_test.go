@@ -106,7 +106,7 @@ func TestEveryStatusMapsToStateAndEvent(t *testing.T) {
 				t.Error("resubmit_requested left set")
 			}
 			if c.plan == sandbox.PlanInit {
-				atts, _ := store.AttemptsOf(ctx, r.db.DB, id)
+				atts, _ := store.AttemptsOf(ctx, r.db, id)
 				var ops []string
 				for _, a := range atts {
 					ops = append(ops, a.Operation)

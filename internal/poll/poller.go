@@ -434,7 +434,7 @@ func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.At
 	var res result
 	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res = result{}
-		w, err := transition.Lock(ctx, tx, c.row.ID)
+		w, err := transition.Lock(ctx, store.LegacyTx(tx), c.row.ID)
 		if err != nil {
 			return err
 		}
@@ -463,7 +463,7 @@ func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.At
 func (p *Poller) Observe(ctx context.Context, id string, src decide.Source, q provider.QueryResult, audit *store.Attempt) (changed bool, err error) {
 	err = p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		changed = false
-		w, err := transition.Lock(ctx, tx, id)
+		w, err := transition.Lock(ctx, store.LegacyTx(tx), id)
 		if err != nil {
 			return err
 		}
@@ -500,7 +500,7 @@ func (p *Poller) apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, sr
 		return res, insertAttempts(ctx, tx, w.ID, d.Change.Attempts)
 	}
 	id, no, status := w.ID, w.OutRequestNo, d.Change.ProviderStatus
-	changed, err := transition.Apply(ctx, tx, w, d.Change, now)
+	changed, err := transition.Apply(ctx, store.LegacyTx(tx), w, d.Change, now)
 	if err != nil {
 		if errors.Is(err, transition.ErrStale) {
 			res.Dropped = true
@@ -570,7 +570,7 @@ func (p *Poller) rate() (rate.Limit, int) {
 func (p *Poller) share(ctx context.Context) {
 	now := p.opts.Now()
 	alive := now.Add(-3 * p.interval)
-	n, err := store.PollerHeartbeat(ctx, p.db.DB, p.owner, now, alive, now.Add(-24*time.Hour))
+	n, err := store.PollerHeartbeat(ctx, p.db, p.owner, now, alive, now.Add(-24*time.Hour))
 	if err != nil {
 		p.log.Warn("poller heartbeat failed; keeping the current share of the query rate", "err", err)
 		return
@@ -595,7 +595,7 @@ func (p *Poller) share(ctx context.Context) {
 func insertAttempts(ctx context.Context, tx *gorm.DB, id string, attempts []store.Attempt) error {
 	var rows transition.Writes
 	rows.AddAttempts(id, attempts)
-	return rows.Flush(ctx, tx)
+	return rows.Flush(ctx, store.LegacyTx(tx))
 }
 
 // cronLogger adapts slog to cron.Logger; the "skip" of an overlapping run

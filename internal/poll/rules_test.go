@@ -55,7 +55,7 @@ func TestUnchangedStatusOnlyMovesNextAttempt(t *testing.T) {
 	if evs := r.events(id); len(evs) != 2 {
 		t.Errorf("%d events, want 2", len(evs))
 	}
-	atts, _ := store.AttemptsOf(ctx, r.db.DB, id)
+	atts, _ := store.AttemptsOf(ctx, r.db, id)
 	last := atts[len(atts)-1]
 	if last.Operation != poll.OpQuery || last.Outcome != "ACCEPTED" || last.Instance != "p1" {
 		t.Errorf("audit %+v", last)

@@ -57,14 +57,14 @@ func TestDailyJobPurgesOldAudit(t *testing.T) {
 		}
 		rows = append(rows, store.Attempt{WithdrawalID: id, Operation: "query", StartedAt: at, Outcome: "ACCEPTED", Instance: "p"})
 	}
-	if err := store.InsertAttempts(context.Background(), r.db.DB, rows); err != nil {
+	if err := store.InsertAttempts(context.Background(), r.db, rows); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := r.poller("p1", poll.Options{AttemptsRetention: 180 * 24 * time.Hour})
 	if err := p.Daily(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	left, err := store.AttemptsOf(context.Background(), r.db.DB, id)
+	left, err := store.AttemptsOf(context.Background(), r.db, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/withdrawal"
@@ -98,12 +96,12 @@ func (l StuckLimits) queries() []stuckQuery {
 // Stuck lists up to limit withdrawals of each stuck class at now, oldest
 // first, with each class's count: the daily report's rules, without its
 // logging or gauge.
-func (l StuckLimits) Stuck(ctx context.Context, db *gorm.DB, now time.Time, limit int) (StuckReport, map[StuckClass][]StuckWithdrawal, error) {
+func (l StuckLimits) Stuck(ctx context.Context, db *store.DB, now time.Time, limit int) (StuckReport, map[StuckClass][]StuckWithdrawal, error) {
 	report := StuckReport{}
 	lists := map[StuckClass][]StuckWithdrawal{}
 	for _, q := range l.queries() {
 		var n int64
-		if err := db.WithContext(ctx).Model(&store.Withdrawal{}).Where(q.where, q.args(now)...).Count(&n).Error; err != nil {
+		if err := db.DB.WithContext(ctx).Model(&store.Withdrawal{}).Where(q.where, q.args(now)...).Count(&n).Error; err != nil {
 			return report, lists, fmt.Errorf("stuck %s: %w", q.class.Reason, err)
 		}
 		report[q.class] = n
@@ -111,7 +109,7 @@ func (l StuckLimits) Stuck(ctx context.Context, db *gorm.DB, now time.Time, limi
 			continue
 		}
 		var rows []StuckWithdrawal
-		if err := db.WithContext(ctx).Model(&store.Withdrawal{}).
+		if err := db.DB.WithContext(ctx).Model(&store.Withdrawal{}).
 			Select("id, channel, account, out_request_no, state, "+q.since+" AS since").
 			Where(q.where, q.args(now)...).Order(q.since).Limit(limit).Scan(&rows).Error; err != nil {
 			return report, lists, fmt.Errorf("stuck %s: %w", q.class.Reason, err)
@@ -218,7 +216,7 @@ const (
 func (p *Poller) purgeAttempts(ctx context.Context, cutoff time.Time) (int64, error) {
 	var total int64
 	for {
-		n, err := store.PurgeAttempts(ctx, p.db.DB, cutoff, attemptsPurgeBatch)
+		n, err := store.PurgeAttempts(ctx, p.db, cutoff, attemptsPurgeBatch)
 		total += n
 		if err != nil || n == 0 {
 			return total, err

@@ -164,7 +164,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			continue
 		}
 		date := day.Format(DateLayout)
-		if d, err := store.GetReconDay(ctx, r.db.DB, date); err == nil && d.Status == store.ReconDone && d.SourcesTotal == len(r.sources) {
+		if d, err := store.GetReconDay(ctx, r.db, date); err == nil && d.Status == store.ReconDone && d.SourcesTotal == len(r.sources) {
 			continue
 		}
 		if _, err := r.Reconcile(ctx, date); err != nil && first == nil && !errors.Is(err, ErrNotReady) {
@@ -221,7 +221,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, date string) (*store.ReconDa
 			errs = append(errs, fmt.Errorf("%s: %w", src.Name, err))
 		}
 	}
-	srcs, err := store.ReconSources(ctx, r.db.DB, date)
+	srcs, err := store.ReconSources(ctx, r.db, date)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, date string) (*store.ReconDa
 			errs = append(errs, err)
 		}
 	}
-	day, err := store.RecomputeReconDay(ctx, r.db.DB, date, len(r.sources), r.opts.Now())
+	day, err := store.RecomputeReconDay(ctx, r.db, date, len(r.sources), r.opts.Now())
 	if err != nil {
 		errs = append(errs, err)
 	} else if day.Status == store.ReconDone {
@@ -467,7 +467,7 @@ func (r *Reconciler) match(ctx context.Context, date string, src Source, lines [
 			return err
 		}
 	}
-	n, err := store.InsertReconItems(ctx, r.db.DB, matched)
+	n, err := store.InsertReconItems(ctx, r.db, matched)
 	if err != nil {
 		return err
 	}
@@ -494,13 +494,13 @@ func (r *Reconciler) finding(ctx context.Context, it store.ReconItem, w *store.W
 	var requeried string
 	err := r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		isNew, requeried = false, ""
-		n, err := store.InsertReconItems(ctx, tx, []store.ReconItem{it})
+		n, err := store.InsertReconItems(ctx, store.LegacyTx(tx), []store.ReconItem{it})
 		if err != nil || n == 0 {
 			return err
 		}
 		isNew = true
 		if w != nil && (it.Outcome == store.ReconRefund || it.Outcome == store.ReconMissing) {
-			by, ok, err := store.Requery(ctx, tx, w, r.opts.Now())
+			by, ok, err := store.Requery(ctx, store.LegacyTx(tx), w, r.opts.Now())
 			if err != nil {
 				return err
 			}
@@ -549,7 +549,7 @@ func (r *Reconciler) resolveLate(ctx context.Context, date string, ids []string)
 			"missing_on", it.BillDate, "booked_on", date)
 	}
 	for d := range days {
-		if _, err := store.RecomputeReconDay(ctx, r.db.DB, d, len(r.sources), r.opts.Now()); err != nil {
+		if _, err := store.RecomputeReconDay(ctx, r.db, d, len(r.sources), r.opts.Now()); err != nil {
 			return err
 		}
 	}

@@ -162,7 +162,7 @@ func (e *reconEnv) items(t *testing.T, date string) map[string][]string {
 
 func (e *reconEnv) row(t *testing.T, id string) *store.Withdrawal {
 	t.Helper()
-	w, err := store.GetWithdrawal(context.Background(), e.db.DB, id)
+	w, err := store.GetWithdrawal(context.Background(), e.db, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestSystemReconcileDay(t *testing.T) {
 	if w := e.row(t, d.ids[E(400)]); w.State != string(withdrawal.StateReversed) {
 		t.Errorf("refunded withdrawal is %s, want REVERSED after the confirming query", w.State)
 	}
-	evs, err := store.EventsOf(ctx, e.db.DB, d.ids[E(400)])
+	evs, err := store.EventsOf(ctx, e.db, d.ids[E(400)])
 	if err != nil || len(evs) != 1 || evs[0].EventType != string(withdrawal.EventReversed) {
 		t.Errorf("events of the reversed withdrawal: %v %v", evs, err)
 	}

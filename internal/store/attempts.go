@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"gorm.io/gorm"
 )
 
 // PurgeAttempts deletes up to limit audit rows (withdrawal_attempts) that
@@ -16,7 +14,8 @@ import (
 // time — and deletes those by primary key, so each call locks at most limit
 // records and no range new audit rows insert into; no index on started_at
 // is needed. Callers loop, pausing between calls, until it returns 0.
-func PurgeAttempts(ctx context.Context, db *gorm.DB, cutoff time.Time, limit int) (int64, error) {
+func PurgeAttempts(ctx context.Context, ex Executor, cutoff time.Time, limit int) (int64, error) {
+	db := ex.handle()
 	var rows []struct {
 		ID        int64
 		StartedAt time.Time

@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-
-	"gorm.io/gorm"
 )
 
 // IndexRowsRead is the session's count of index entries that scans walked
@@ -13,7 +11,8 @@ import (
 // (Handler_icp_attempts). Read it before and after the code under test on
 // a pool of one connection (MySQL only): the difference is what that
 // code's scans read, whatever else the server is doing.
-func IndexRowsRead(ctx context.Context, db *gorm.DB) (int64, error) {
+func IndexRowsRead(ctx context.Context, ex Executor) (int64, error) {
+	db := ex.handle()
 	rows, err := db.WithContext(ctx).Raw("SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_next', 'Handler_read_prev', 'Handler_icp_attempts')").Rows()
 	if err != nil {
 		return 0, fmt.Errorf("read the session's index counters: %w", err)

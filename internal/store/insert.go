@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"gorm.io/gorm"
 )
 
 // The hot inserts are built by hand: GORM's CreateInBatches spent more CPU
@@ -30,8 +28,8 @@ const maxPlaceholders = 60_000
 // InsertWithdrawals inserts new withdrawals (ACCEPTED, no lease, no provider
 // data) in multi-row statements. A duplicate key is an error: the caller's
 // transaction must roll back and look again, never skip silently.
-func InsertWithdrawals(ctx context.Context, tx *gorm.DB, rows []Withdrawal) error {
-	return insertRows(ctx, tx, "withdrawals", withdrawalColumns, "", len(rows), func(i int, args []any) []any {
+func InsertWithdrawals(ctx context.Context, ex Executor, rows []Withdrawal) error {
+	return insertRows(ctx, ex, "withdrawals", withdrawalColumns, "", len(rows), func(i int, args []any) []any {
 		w := &rows[i]
 		return append(args, w.ID, w.Channel, w.Account, w.OutRequestNo, w.MerchantKey, w.Amount,
 			w.ParamsHash, w.Params, w.SensitiveKeyID, w.SensitiveData, w.State, w.Version,
@@ -44,12 +42,12 @@ func InsertWithdrawals(ctx context.Context, tx *gorm.DB, rows []Withdrawal) erro
 // redelivered rejection meets its twin on uq_outbox_subject (empty
 // withdrawal_id, version 0, event_id) and is stored once. Any other error is
 // returned.
-func InsertOutbox(ctx context.Context, tx *gorm.DB, rows []OutboxEvent) error {
+func InsertOutbox(ctx context.Context, ex Executor, rows []OutboxEvent) error {
 	skip := " ON DUPLICATE KEY UPDATE event_id = event_id"
-	if tx.Dialector.Name() != "mysql" {
+	if ex.engine() != MySQL {
 		skip = " ON CONFLICT (withdrawal_id, version, event_id) DO NOTHING"
 	}
-	return insertRows(ctx, tx, "outbox", outboxColumns, skip, len(rows), func(i int, args []any) []any {
+	return insertRows(ctx, ex, "outbox", outboxColumns, skip, len(rows), func(i int, args []any) []any {
 		e := &rows[i]
 		return append(args, e.EventID, e.WithdrawalID, e.EventKey, e.Lane, e.EventType, e.Version, e.Payload, e.CreatedAt)
 	})
@@ -58,8 +56,8 @@ func InsertOutbox(ctx context.Context, tx *gorm.DB, rows []OutboxEvent) error {
 // InsertAttempts records provider calls. The provider's code and the error
 // text are cut to their columns (Fit): an audit row is never lost to a long
 // code.
-func InsertAttempts(ctx context.Context, tx *gorm.DB, rows []Attempt) error {
-	return insertRows(ctx, tx, "withdrawal_attempts", attemptColumns, "", len(rows), func(i int, args []any) []any {
+func InsertAttempts(ctx context.Context, ex Executor, rows []Attempt) error {
+	return insertRows(ctx, ex, "withdrawal_attempts", attemptColumns, "", len(rows), func(i int, args []any) []any {
 		a := &rows[i]
 		return append(args, a.WithdrawalID, a.Operation, a.StartedAt, a.LatencyUS, a.HTTPStatus,
 			Fit(a.ProviderCode, WidthProviderCode), a.Outcome, a.Instance, Fit(a.Error, WidthAttemptError))
@@ -75,9 +73,10 @@ func InsertAttempts(ctx context.Context, tx *gorm.DB, rows []Attempt) error {
 // Fixed sizes keep the number of prepared statements small and reused.
 var preparedSizes = []int{512, 256, 128, 64, 32, 16}
 
-func insertRows(ctx context.Context, tx *gorm.DB, table string, cols []string, suffix string, n int, appendRow func(int, []any) []any) error {
+func insertRows(ctx context.Context, ex Executor, table string, cols []string, suffix string, n int, appendRow func(int, []any) []any) error {
+	tx := ex.handle()
 	per := maxPlaceholders / len(cols)
-	prep := preparerOf(tx)
+	prep := preparerOf(ex)
 	for start := 0; start < n; {
 		rows, prepared := min(n-start, per), false
 		if prep != nil {
@@ -154,10 +153,11 @@ type preparer struct {
 // preparerOf returns the preparer of tx, or nil where statements go as text:
 // outside a transaction (nothing to bind the statement's connection to) and
 // on SQLite (no wire protocol to save).
-func preparerOf(tx *gorm.DB) *preparer {
-	if tx.Dialector.Name() != "mysql" {
+func preparerOf(ex Executor) *preparer {
+	if ex.engine() != MySQL {
 		return nil
 	}
+	tx := ex.handle()
 	sqlTx, ok := tx.Statement.ConnPool.(*sql.Tx)
 	if !ok {
 		return nil

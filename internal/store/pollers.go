@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
 
@@ -22,7 +21,8 @@ func (PollerInstance) TableName() string { return "poller_instances" }
 // PollerHeartbeat records that instance swept at now, forgets instances not
 // seen since `forget`, and returns how many instances were seen since
 // `alive` (itself included, so at least 1).
-func PollerHeartbeat(ctx context.Context, db *gorm.DB, instance string, now, alive, forget time.Time) (int, error) {
+func PollerHeartbeat(ctx context.Context, ex Executor, instance string, now, alive, forget time.Time) (int, error) {
+	db := ex.handle()
 	q := db.WithContext(ctx)
 	if err := q.Clauses(clause.OnConflict{UpdateAll: true}).Create(&PollerInstance{Instance: instance, SeenAt: now}).Error; err != nil {
 		return 1, fmt.Errorf("poller heartbeat: %w", err)

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-
-	"gorm.io/gorm"
 )
 
 // The dispatcher's claim and record statements go straight to the
@@ -18,7 +16,8 @@ import (
 // Exec runs a complete statement on tx's connection (the *sql.Tx inside a
 // transaction) and returns the rows it affected. Placeholders are plain
 // "?": a slice argument is not expanded, use Placeholders.
-func Exec(ctx context.Context, tx *gorm.DB, q string, args ...any) (int64, error) {
+func Exec(ctx context.Context, ex Executor, q string, args ...any) (int64, error) {
+	tx := ex.handle()
 	res, err := tx.Statement.ConnPool.ExecContext(ctx, q, args...)
 	if err != nil {
 		return 0, err
@@ -27,7 +26,8 @@ func Exec(ctx context.Context, tx *gorm.DB, q string, args ...any) (int64, error
 }
 
 // Query runs a complete SELECT on tx's connection, as Exec does.
-func Query(ctx context.Context, tx *gorm.DB, q string, args ...any) (*sql.Rows, error) {
+func Query(ctx context.Context, ex Executor, q string, args ...any) (*sql.Rows, error) {
+	tx := ex.handle()
 	return tx.Statement.ConnPool.QueryContext(ctx, q, args...)
 }
 

@@ -50,7 +50,7 @@ func TestScanWithdrawalsReadsWhatGORMReads(t *testing.T) {
 			if err := db.WithContext(ctx).Order("id").Find(&want).Error; err != nil {
 				t.Fatal(err)
 			}
-			rows, err := store.Query(ctx, db.DB, "SELECT "+store.WithdrawalColumns+" FROM withdrawals ORDER BY id")
+			rows, err := store.Query(ctx, db, "SELECT "+store.WithdrawalColumns+" FROM withdrawals ORDER BY id")
 			if err != nil {
 				t.Fatal(err)
 			}

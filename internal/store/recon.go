@@ -136,9 +136,10 @@ var reconItemColumns = []string{"bill_date", "source", "item_key", "outcome", "l
 // source and key), and returns how many were new. The statement is built
 // here: GORM's insert returns the ids (RETURNING on MariaDB), and counts a
 // skipped duplicate as a row.
-func InsertReconItems(ctx context.Context, db *gorm.DB, items []ReconItem) (int64, error) {
+func InsertReconItems(ctx context.Context, ex Executor, items []ReconItem) (int64, error) {
+	db := ex.handle()
 	skip := " ON DUPLICATE KEY UPDATE id = id"
-	if db.Dialector.Name() != "mysql" {
+	if ex.engine() != MySQL {
 		skip = " ON CONFLICT (bill_date, source, item_key) DO NOTHING"
 	}
 	tuple := "(" + strings.TrimSuffix(strings.Repeat("?,", len(reconItemColumns)), ",") + ")"
@@ -168,7 +169,8 @@ func InsertReconItems(ctx context.Context, db *gorm.DB, items []ReconItem) (int6
 }
 
 // ReconSources returns the day's source rows.
-func ReconSources(ctx context.Context, db *gorm.DB, date string) ([]ReconSource, error) {
+func ReconSources(ctx context.Context, ex Executor, date string) ([]ReconSource, error) {
+	db := ex.handle()
 	var out []ReconSource
 	err := db.WithContext(ctx).Where("bill_date = ?", date).Order("source").Find(&out).Error
 	return out, err
@@ -176,7 +178,8 @@ func ReconSources(ctx context.Context, db *gorm.DB, date string) ([]ReconSource,
 
 // RecomputeReconDay rebuilds the day's summary row from its items and
 // sources: the same items always give the same row.
-func RecomputeReconDay(ctx context.Context, db *gorm.DB, date string, sourcesTotal int, now time.Time) (*ReconDay, error) {
+func RecomputeReconDay(ctx context.Context, ex Executor, date string, sourcesTotal int, now time.Time) (*ReconDay, error) {
+	db := ex.handle()
 	var rows []struct {
 		Outcome string
 		N       int64
@@ -192,7 +195,7 @@ func RecomputeReconDay(ctx context.Context, db *gorm.DB, date string, sourcesTot
 	for _, r := range rows {
 		d.set(r.Outcome, r.N, r.Fen)
 	}
-	srcs, err := ReconSources(ctx, db, date)
+	srcs, err := ReconSources(ctx, ex, date)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +216,8 @@ func RecomputeReconDay(ctx context.Context, db *gorm.DB, date string, sourcesTot
 }
 
 // GetReconDay loads a day's summary.
-func GetReconDay(ctx context.Context, db *gorm.DB, date string) (*ReconDay, error) {
+func GetReconDay(ctx context.Context, ex Executor, date string) (*ReconDay, error) {
+	db := ex.handle()
 	var d ReconDay
 	err := db.WithContext(ctx).Where("bill_date = ?", date).Take(&d).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -226,7 +230,8 @@ func GetReconDay(ctx context.Context, db *gorm.DB, date string) (*ReconDay, erro
 }
 
 // ReconFindings lists a day's items other than MATCHED, at most limit.
-func ReconFindings(ctx context.Context, db *gorm.DB, date string, limit int) ([]ReconItem, error) {
+func ReconFindings(ctx context.Context, ex Executor, date string, limit int) ([]ReconItem, error) {
+	db := ex.handle()
 	var out []ReconItem
 	err := db.WithContext(ctx).Where("bill_date = ? AND outcome <> ?", date, ReconMatched).
 		Order("outcome, id").Limit(limit).Find(&out).Error
@@ -238,7 +243,8 @@ func ReconFindings(ctx context.Context, db *gorm.DB, date string, limit int) ([]
 // next_attempt_at changes, and only while the row is still at version: no
 // state, no version, no event. It returns who takes it ("" when the state
 // is not requeryable) and whether the row was still at that version.
-func Requery(ctx context.Context, db *gorm.DB, w *Withdrawal, now time.Time) (by string, ok bool, err error) {
+func Requery(ctx context.Context, ex Executor, w *Withdrawal, now time.Time) (by string, ok bool, err error) {
+	db := ex.handle()
 	switch withdrawal.State(w.State) {
 	case withdrawal.StateSubmitted, withdrawal.StateSucceeded:
 		by = "poller"
@@ -259,7 +265,7 @@ func Requery(ctx context.Context, db *gorm.DB, w *Withdrawal, now time.Time) (by
 	}
 	// MySQL counts changed rows: 0 also when next_attempt_at already was
 	// exactly now, which a re-read tells apart from a real change.
-	again, err := GetWithdrawal(ctx, db, w.ID)
+	again, err := GetWithdrawal(ctx, ex, w.ID)
 	if err != nil {
 		return by, false, err
 	}

@@ -108,13 +108,13 @@ func TestWithdrawalRoundTripAndPII(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := store.InsertWithdrawals(ctx, db.DB, []store.Withdrawal{row}); err != nil {
+			if err := store.InsertWithdrawals(ctx, db, []store.Withdrawal{row}); err != nil {
 				t.Fatal(err)
 			}
 			// A second insert of the same key must fail, never pass silently.
 			dup := row
 			dup.ID = withdrawal.NewID()
-			if err := store.InsertWithdrawals(ctx, db.DB, []store.Withdrawal{dup}); err == nil {
+			if err := store.InsertWithdrawals(ctx, db, []store.Withdrawal{dup}); err == nil {
 				t.Fatal("duplicate key inserted")
 			}
 
@@ -132,7 +132,7 @@ func TestWithdrawalRoundTripAndPII(t *testing.T) {
 				}
 			}
 
-			got, err := store.GetWithdrawalByKey(ctx, db.DB, string(cmd.Channel), cmd.Account, cmd.OutRequestNo)
+			got, err := store.GetWithdrawalByKey(ctx, db, string(cmd.Channel), cmd.Account, cmd.OutRequestNo)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -158,11 +158,11 @@ func TestWithdrawalRoundTripAndPII(t *testing.T) {
 				t.Errorf("masked account number %q", masked.PayeeInfo.BankAccountInfo.AccountNumber)
 			}
 
-			keyHashes, err := store.FindKeyHashes(ctx, db.DB, []string{"C1", "nope"})
+			keyHashes, err := store.FindKeyHashes(ctx, db, []string{"C1", "nope"})
 			if err != nil || len(keyHashes) != 1 || keyHashes[0].ParamsHash != hash {
 				t.Fatalf("FindKeyHashes = %+v, %v", keyHashes, err)
 			}
-			if _, err := store.GetWithdrawal(ctx, db.DB, "missing"); !errors.Is(err, store.ErrNotFound) {
+			if _, err := store.GetWithdrawal(ctx, db, "missing"); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("want ErrNotFound, got %v", err)
 			}
 		})
@@ -175,7 +175,7 @@ func TestOutboxSkipsDuplicateEventIDs(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ev := store.OutboxEvent{EventID: "e1", EventKey: "k", EventType: "withdrawal.rejected", Version: 0, Payload: []byte(`{}`), CreatedAt: time.Now().UTC()}
 			for range 2 {
-				if err := store.InsertOutbox(ctx, db.DB, []store.OutboxEvent{ev}); err != nil {
+				if err := store.InsertOutbox(ctx, db, []store.OutboxEvent{ev}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -197,7 +197,7 @@ func TestNewOutboxEventsArePending(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			now := time.Now().UTC()
 			handBuilt := store.OutboxEvent{EventID: "e1", EventKey: "k", EventType: "withdrawal.accepted", Version: 1, Payload: []byte(`{}`), CreatedAt: now}
-			if err := store.InsertOutbox(ctx, db.DB, []store.OutboxEvent{handBuilt}); err != nil {
+			if err := store.InsertOutbox(ctx, db, []store.OutboxEvent{handBuilt}); err != nil {
 				t.Fatal(err)
 			}
 			// A Go zero value must not reach the column through GORM either.
@@ -260,7 +260,7 @@ func TestFindKeyHashesReadsTheKeyIndex(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		found, err := store.FindKeyHashes(ctx, tx, nos)
+		found, err := store.FindKeyHashes(ctx, store.LegacyTx(tx), nos)
 		if err != nil {
 			return err
 		}
@@ -324,7 +324,7 @@ func insertInTx(t *testing.T, db *store.DB, n int) ([]store.Withdrawal, int64) {
 		if err != nil {
 			return err
 		}
-		if err := store.InsertWithdrawals(ctx, tx, rows); err != nil {
+		if err := store.InsertWithdrawals(ctx, store.LegacyTx(tx), rows); err != nil {
 			return err
 		}
 		after, err := handlerCount(tx, "Com_stmt_execute")
@@ -341,7 +341,7 @@ func insertInTx(t *testing.T, db *store.DB, n int) ([]store.Withdrawal, int64) {
 func assertStored(t *testing.T, db *store.DB, rows []store.Withdrawal) {
 	t.Helper()
 	for _, want := range rows {
-		got, err := store.GetWithdrawal(context.Background(), db.DB, want.ID)
+		got, err := store.GetWithdrawal(context.Background(), db, want.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

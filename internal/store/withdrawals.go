@@ -32,7 +32,7 @@ type KeyHash struct {
 // other's gaps would deadlock. A concurrent insert of the same key instead
 // fails the later transaction on the unique index; the caller retries, and
 // the retry sees the winner's row.
-func FindKeyHashes(ctx context.Context, tx *gorm.DB, nos []string) ([]KeyHash, error) {
+func FindKeyHashes(ctx context.Context, ex Executor, nos []string) ([]KeyHash, error) {
 	if len(nos) == 0 {
 		return nil, nil
 	}
@@ -43,7 +43,7 @@ func FindKeyHashes(ctx context.Context, tx *gorm.DB, nos []string) ([]KeyHash, e
 	// table, a fifth of the database's CPU. The unique index is always
 	// the right plan for this lookup.
 	q := "SELECT id, channel, account, out_request_no, params_hash FROM withdrawals"
-	if tx.Dialector.Name() == "mysql" {
+	if ex.engine() == MySQL {
 		q += " FORCE INDEX (uq_withdrawals_key)"
 	}
 	q += " WHERE out_request_no IN (?" + strings.Repeat(",?", len(nos)-1) + ")"
@@ -51,7 +51,7 @@ func FindKeyHashes(ctx context.Context, tx *gorm.DB, nos []string) ([]KeyHash, e
 	for i, no := range nos {
 		args[i] = no
 	}
-	rows, err := Query(ctx, tx, q, args...) // straight to the connection (raw.go)
+	rows, err := Query(ctx, ex, q, args...) // straight to the connection (raw.go)
 	if err != nil {
 		return nil, fmt.Errorf("find withdrawals by out_request_no: %w", err)
 	}
@@ -71,7 +71,8 @@ func FindKeyHashes(ctx context.Context, tx *gorm.DB, nos []string) ([]KeyHash, e
 }
 
 // GetWithdrawal loads one withdrawal by id.
-func GetWithdrawal(ctx context.Context, db *gorm.DB, id string) (*Withdrawal, error) {
+func GetWithdrawal(ctx context.Context, ex Executor, id string) (*Withdrawal, error) {
+	db := ex.handle()
 	var w Withdrawal
 	err := db.WithContext(ctx).Where("id = ?", id).Take(&w).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -84,7 +85,8 @@ func GetWithdrawal(ctx context.Context, db *gorm.DB, id string) (*Withdrawal, er
 }
 
 // GetWithdrawalByKey loads one withdrawal by its idempotency key.
-func GetWithdrawalByKey(ctx context.Context, db *gorm.DB, channel, account, outRequestNo string) (*Withdrawal, error) {
+func GetWithdrawalByKey(ctx context.Context, ex Executor, channel, account, outRequestNo string) (*Withdrawal, error) {
+	db := ex.handle()
 	var w Withdrawal
 	err := db.WithContext(ctx).
 		Where("out_request_no = ? AND channel = ? AND account = ?", outRequestNo, channel, account).
@@ -99,7 +101,8 @@ func GetWithdrawalByKey(ctx context.Context, db *gorm.DB, channel, account, outR
 }
 
 // EventsOf lists the outbox events of a withdrawal still kept, oldest first.
-func EventsOf(ctx context.Context, db *gorm.DB, withdrawalID string) ([]OutboxEvent, error) {
+func EventsOf(ctx context.Context, ex Executor, withdrawalID string) ([]OutboxEvent, error) {
+	db := ex.handle()
 	var rows []OutboxEvent
 	// uq_outbox_subject (withdrawal_id, version, event_id) serves this.
 	if err := db.WithContext(ctx).Where("withdrawal_id = ?", withdrawalID).Order("version, id").Find(&rows).Error; err != nil {
@@ -109,7 +112,8 @@ func EventsOf(ctx context.Context, db *gorm.DB, withdrawalID string) ([]OutboxEv
 }
 
 // AttemptsOf lists the provider calls made for a withdrawal, oldest first.
-func AttemptsOf(ctx context.Context, db *gorm.DB, withdrawalID string) ([]Attempt, error) {
+func AttemptsOf(ctx context.Context, ex Executor, withdrawalID string) ([]Attempt, error) {
+	db := ex.handle()
 	var rows []Attempt
 	if err := db.WithContext(ctx).Where("withdrawal_id = ?", withdrawalID).Order("id").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("attempts of %s: %w", withdrawalID, err)
@@ -118,7 +122,8 @@ func AttemptsOf(ctx context.Context, db *gorm.DB, withdrawalID string) ([]Attemp
 }
 
 // CountByState counts withdrawals per state.
-func CountByState(ctx context.Context, db *gorm.DB) (map[string]int64, error) {
+func CountByState(ctx context.Context, ex Executor) (map[string]int64, error) {
+	db := ex.handle()
 	var rows []struct {
 		State string
 		N     int64
@@ -178,7 +183,8 @@ func IDAt(t time.Time) string {
 }
 
 // SearchWithdrawals runs s.
-func SearchWithdrawals(ctx context.Context, db *gorm.DB, s Search) (SearchPage, error) {
+func SearchWithdrawals(ctx context.Context, ex Executor, s Search) (SearchPage, error) {
+	db := ex.handle()
 	if s.Limit <= 0 {
 		s.Limit = 50
 	}
@@ -256,7 +262,8 @@ type ChannelStateCount struct {
 // one: a range of ix_withdrawals_due each) and those in the other states
 // created since `since` (an id range of the primary key), by channel and
 // state. Counting every final withdrawal would read the whole table.
-func CountByChannelState(ctx context.Context, db *gorm.DB, live []string, since time.Time) ([]ChannelStateCount, error) {
+func CountByChannelState(ctx context.Context, ex Executor, live []string, since time.Time) ([]ChannelStateCount, error) {
+	db := ex.handle()
 	var a, b []ChannelStateCount
 	if err := db.WithContext(ctx).Model(&Withdrawal{}).Select("channel, state, COUNT(*) AS n").
 		Where("state IN ?", live).Group("channel, state").Scan(&a).Error; err != nil {
@@ -272,7 +279,8 @@ func CountByChannelState(ctx context.Context, db *gorm.DB, live []string, since 
 // OldestUnpublished is the creation time of the oldest outbox row the
 // broker has not acknowledged yet (zero when there is none): a range of
 // ix_outbox_pending (published_at, lane, id).
-func OldestUnpublished(ctx context.Context, db *gorm.DB) (time.Time, error) {
+func OldestUnpublished(ctx context.Context, ex Executor) (time.Time, error) {
+	db := ex.handle()
 	var rows []OutboxEvent
 	if err := db.WithContext(ctx).Select("created_at").Where("published_at = ?", NotPublished).
 		Order("created_at").Limit(1).Find(&rows).Error; err != nil {
@@ -293,7 +301,8 @@ type OutcomeCount struct {
 // OutcomesSince counts the events of the given types published since
 // `since`, by channel: a range of ix_outbox_pending (published_at, ...) and
 // a primary-key lookup of each event's withdrawal.
-func OutcomesSince(ctx context.Context, db *gorm.DB, types []string, since time.Time) ([]OutcomeCount, error) {
+func OutcomesSince(ctx context.Context, ex Executor, types []string, since time.Time) ([]OutcomeCount, error) {
+	db := ex.handle()
 	var out []OutcomeCount
 	if err := db.WithContext(ctx).Table("outbox AS o").
 		Select("w.channel AS channel, o.event_type AS event_type, COUNT(*) AS n").
@@ -309,7 +318,8 @@ func OutcomesSince(ctx context.Context, db *gorm.DB, types []string, since time.
 // before `never`, the mark of rows no sweep takes again), next due first, at
 // most limit of them, and how many there are: one range of
 // ix_withdrawals_due per state.
-func Waiting(ctx context.Context, db *gorm.DB, states []string, now, never time.Time, limit int) ([]Withdrawal, int64, error) {
+func Waiting(ctx context.Context, ex Executor, states []string, now, never time.Time, limit int) ([]Withdrawal, int64, error) {
+	db := ex.handle()
 	var all []Withdrawal
 	var total int64
 	for _, st := range states {

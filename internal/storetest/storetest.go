@@ -48,10 +48,10 @@ func Seed(t testing.TB, db *store.DB, keys *pii.Keyring, cmds ...*withdrawal.Com
 		ids[c.OutRequestNo] = row.ID
 	}
 	ctx := context.Background()
-	if err := store.InsertWithdrawals(ctx, db.DB, rows); err != nil {
+	if err := store.InsertWithdrawals(ctx, db, rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.InsertOutbox(ctx, db.DB, events); err != nil {
+	if err := store.InsertOutbox(ctx, db, events); err != nil {
 		t.Fatal(err)
 	}
 	return ids
@@ -149,7 +149,7 @@ func FillWithdrawals(t testing.TB, db *store.DB, state withdrawal.State, n int, 
 // after the code under test on a MySQLOneConnection database.
 func IndexRowsRead(t testing.TB, db *store.DB) int64 {
 	t.Helper()
-	n, err := store.IndexRowsRead(context.Background(), db.DB)
+	n, err := store.IndexRowsRead(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,11 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-
-	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/store"
@@ -49,21 +45,9 @@ type Change struct {
 	Attempts []store.Attempt
 }
 
-// Lock loads a withdrawal for update inside tx. On SQLite, which has no row
-// locks, the single-writer connection serialises transactions instead.
-func Lock(ctx context.Context, tx *gorm.DB, id string) (*store.Withdrawal, error) {
-	q := tx.WithContext(ctx)
-	if tx.Dialector.Name() == "mysql" {
-		q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
-	}
-	var w store.Withdrawal
-	if err := q.Where("id = ?", id).Take(&w).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return nil, fmt.Errorf("withdrawal %s: %w", id, store.ErrNotFound)
-		}
-		return nil, fmt.Errorf("lock withdrawal %s: %w", id, err)
-	}
-	return &w, nil
+// Lock loads a withdrawal for update inside tx.
+func Lock(ctx context.Context, tx *store.Tx, id string) (*store.Withdrawal, error) {
+	return store.LockWithdrawal(ctx, tx, id)
 }
 
 // Resting is the state a row rests in: its state, or for a claimed row the
@@ -81,7 +65,7 @@ func Resting(w *store.Withdrawal) withdrawal.State {
 // reports a row that no longer matches, with nothing written. It releases
 // any claim. A real state change increments the version and writes exactly
 // one event with it; a change the state machine forbids is an error.
-func Apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now time.Time) (evented bool, err error) {
+func Apply(ctx context.Context, tx *store.Tx, w *store.Withdrawal, c Change, now time.Time) (evented bool, err error) {
 	var rows Writes
 	if evented, err = ApplyDeferred(ctx, tx, w, c, now, &rows); err != nil {
 		return false, err
@@ -99,7 +83,7 @@ type Writes struct {
 
 // Flush inserts the gathered rows in tx and empties w. It must run before
 // the transaction commits: a change without its event is not a change.
-func (w *Writes) Flush(ctx context.Context, tx *gorm.DB) error {
+func (w *Writes) Flush(ctx context.Context, tx *store.Tx) error {
 	if len(w.events) > 0 {
 		if err := store.InsertOutbox(ctx, tx, w.events); err != nil {
 			return err
@@ -124,27 +108,12 @@ func (w *Writes) AddAttempts(id string, attempts []store.Attempt) {
 
 // ApplyDeferred is Apply with the event and audit rows gathered into rows
 // instead of inserted; the caller Flushes them in the same transaction.
-func ApplyDeferred(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, c Change, now time.Time, rows *Writes) (evented bool, err error) {
+func ApplyDeferred(ctx context.Context, tx *store.Tx, w *store.Withdrawal, c Change, now time.Time, rows *Writes) (evented bool, err error) {
 	p, err := plan(w, c, now)
 	if err != nil {
 		return false, err
 	}
-	var set strings.Builder
-	var args []any
-	for i, a := range p.assign {
-		if i > 0 {
-			set.WriteString(", ")
-		}
-		if a.add {
-			set.WriteString(a.col + " = " + a.col + " + ?")
-		} else {
-			set.WriteString(a.col + " = ?")
-		}
-		args = append(args, a.val)
-	}
-	args = append(args, w.ID, w.Version, w.State, w.LeaseOwner)
-	n, err := store.Exec(ctx, tx, "UPDATE withdrawals SET "+set.String()+
-		" WHERE id = ? AND version = ? AND state = ? AND lease_owner = ?", args...)
+	n, err := store.UpdateWithdrawals(ctx, tx, []store.WithdrawalChange{p.write})
 	if err != nil {
 		return false, fmt.Errorf("update withdrawal %s: %w", w.ID, err)
 	}
@@ -169,7 +138,7 @@ type Pending struct {
 // changes one by one to find out which. The dispatcher records the answers
 // that finish together this way: one statement instead of one per answer
 // was most of the database's parsing at full load.
-func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, rows *Writes) error {
+func ApplyAll(ctx context.Context, tx *store.Tx, items []Pending, now time.Time, rows *Writes) error {
 	switch len(items) {
 	case 0:
 		return nil
@@ -178,93 +147,15 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 		return err
 	}
 	plans := make([]planned, len(items))
-	var cols []column // in order of first appearance
+	writes := make([]store.WithdrawalChange, len(items))
 	for i, it := range items {
 		p, err := plan(it.W, it.C, now)
 		if err != nil {
 			return err
 		}
-		plans[i] = p
-	assign:
-		for _, a := range p.assign {
-			for c := range cols {
-				if cols[c].name == a.col {
-					cols[c].per[i] = a
-					continue assign
-				}
-			}
-			col := column{name: a.col, add: a.add, per: make([]assignment, len(items))}
-			col.per[i] = a
-			cols = append(cols, col)
-		}
+		plans[i], writes[i] = p, p.write
 	}
-	var q strings.Builder
-	args := make([]any, 0, 4*len(items)*len(cols))
-	q.WriteString("UPDATE withdrawals SET ")
-	for n, c := range cols {
-		col, per := c.name, c.per
-		if n > 0 {
-			q.WriteString(", ")
-		}
-		if v, ok := sameForAll(per); ok {
-			if c.add {
-				q.WriteString(col + " = " + col + " + ?")
-			} else {
-				q.WriteString(col + " = ?")
-			}
-			args = append(args, v)
-			continue
-		}
-		var values store.CaseByID
-		for i := range items {
-			if per[i].col != "" {
-				values.Add(items[i].W.ID, per[i].val)
-			}
-		}
-		// Rows without a value keep theirs: col = CASE … ELSE col END, or
-		// for an added column col = col + CASE … ELSE 0 END.
-		prefix, otherwise := "", col
-		if c.add {
-			prefix, otherwise = col+" + ", "0"
-		}
-		expr, exprArgs := values.SQL(otherwise)
-		q.WriteString(col + " = " + prefix + expr)
-		args = append(args, exprArgs...)
-	}
-	q.WriteString(" WHERE id IN (")
-	q.WriteString(store.Placeholders(len(items)) + ")")
-	for _, it := range items {
-		args = append(args, it.W.ID)
-	}
-	// Each row's guard: its own version, and the state and lease owner
-	// the caller read, which are usually the same for the whole batch
-	// (SUBMITTING, this instance): then one "col = ?" serves them all.
-	for _, guard := range []struct {
-		col   string
-		value func(w *store.Withdrawal) any
-	}{
-		{"version", func(w *store.Withdrawal) any { return w.Version }},
-		{"state", func(w *store.Withdrawal) any { return w.State }},
-		{"lease_owner", func(w *store.Withdrawal) any { return w.LeaseOwner }},
-	} {
-		first, same := guard.value(items[0].W), true
-		for _, it := range items[1:] {
-			same = same && guard.value(it.W) == first
-		}
-		if same {
-			q.WriteString(" AND " + guard.col + " = ?")
-			args = append(args, first)
-			continue
-		}
-		var values store.CaseByID
-		for _, it := range items {
-			values.Add(it.W.ID, guard.value(it.W))
-		}
-		expr, exprArgs := values.SQL("")
-		q.WriteString(" AND " + guard.col + " = " + expr)
-		args = append(args, exprArgs...)
-	}
-	n, err := store.Exec(ctx, tx, q.String(), args...)
+	n, err := store.UpdateWithdrawals(ctx, tx, writes)
 	if err != nil {
 		return fmt.Errorf("update %d withdrawals: %w", len(items), err)
 	}
@@ -279,61 +170,17 @@ func ApplyAll(ctx context.Context, tx *gorm.DB, items []Pending, now time.Time, 
 	return nil
 }
 
-// column is one column of ApplyAll's UPDATE: per item, its assignment
-// (col empty where the item leaves the column alone).
-type column struct {
-	name string
-	add  bool
-	per  []assignment
-}
-
-// sameForAll reports whether every row assigns the same plain value to a
-// column (the lease columns, updated_at), or adds the same value to it
-// (submissions): then one "col = ?" or "col = col + ?" serves them.
-func sameForAll(per []assignment) (any, bool) {
-	for _, a := range per {
-		if a.col == "" || a.add != per[0].add || !sameValue(a.val, per[0].val) {
-			return nil, false
-		}
-	}
-	return per[0].val, true
-}
-
-// sameValue compares the value kinds plan assigns.
-func sameValue(a, b any) bool {
-	switch x := a.(type) {
-	case nil:
-		return b == nil
-	case time.Time:
-		y, ok := b.(time.Time)
-		return ok && x.Equal(y)
-	case string, bool, int:
-		return a == b
-	default:
-		return false
-	}
-}
-
-// assignment is one column of a planned UPDATE: col = val, or with add
-// col = col + val.
-type assignment struct {
-	col string
-	val any
-	add bool
-}
-
-// planned is what applying a change to a row writes: its columns, the row
-// afterwards, and whether it is a state change (an event).
+// planned is what applying a change to a row writes: the guarded update,
+// the row afterwards, and whether it is a state change (an event).
 type planned struct {
-	assign  []assignment
+	write   store.WithdrawalChange
 	next    store.Withdrawal
 	changed bool
 	from    withdrawal.State
 }
 
-// plan checks a change against the state machine and works out the UPDATE
-// and the row after it. updated_at always changes, so a matched row always
-// counts as affected, which is what the stale checks rely on.
+// plan checks a change against the state machine and works out the update
+// and the row after it.
 func plan(w *store.Withdrawal, c Change, now time.Time) (planned, error) {
 	from := withdrawal.State(w.State)
 	resting := Resting(w)
@@ -341,32 +188,29 @@ func plan(w *store.Withdrawal, c Change, now time.Time) (planned, error) {
 	if changed && !withdrawal.CanTransition(from, c.To) && !(from == withdrawal.StateSubmitting && withdrawal.CanTransition(resting, c.To)) {
 		return planned{}, fmt.Errorf("withdrawal %s: %s -> %s is not a valid transition", w.ID, from, c.To)
 	}
-	p := planned{next: *w, changed: changed, from: from, assign: make([]assignment, 0, 16)}
-	set := func(col string, v any) { p.assign = append(p.assign, assignment{col: col, val: v}) }
-	next := &p.next
+	p := planned{next: *w, changed: changed, from: from}
+	next, write := &p.next, &p.write
+	*write = store.WithdrawalChange{
+		ID: w.ID, Version: w.Version, State: w.State, LeaseOwner: w.LeaseOwner,
+		NewState: string(c.To), NextAttemptAt: c.NextAttemptAt, UpdatedAt: now,
+	}
 	next.State, next.ClaimedFrom, next.LeaseOwner, next.LeaseExpiresAt = string(c.To), "", "", nil
 	next.NextAttemptAt, next.UpdatedAt = c.NextAttemptAt, now
-	set("state", next.State)
-	set("claimed_from", "")
-	set("lease_owner", "")
-	set("lease_expires_at", nil)
-	set("next_attempt_at", c.NextAttemptAt)
-	set("updated_at", now)
 	if c.ProviderStatus != "" {
 		next.ProviderStatus = store.Fit(c.ProviderStatus, store.WidthProviderStatus)
-		set("provider_status", next.ProviderStatus)
+		write.ProviderStatus = &next.ProviderStatus
 	}
 	if c.AddSubmissions > 0 {
 		next.Submissions += c.AddSubmissions
-		p.assign = append(p.assign, assignment{col: "submissions", val: c.AddSubmissions, add: true})
+		write.AddSubmissions = c.AddSubmissions
 	}
 	if c.Resubmit != nil {
 		next.ResubmitRequested = *c.Resubmit
-		set("resubmit_requested", *c.Resubmit)
+		write.Resubmit = c.Resubmit
 	}
 	if c.ProviderRef != "" {
 		next.ProviderRef = store.Fit(c.ProviderRef, store.WidthProviderRef)
-		set("provider_ref", next.ProviderRef)
+		write.ProviderRef = &next.ProviderRef
 	}
 	if changed || c.ReasonCode != "" {
 		// A state change sets the reason (or clears it). Without one, a
@@ -375,21 +219,19 @@ func plan(w *store.Withdrawal, c Change, now time.Time) (planned, error) {
 		// between FAILED and a re-send once a query finds nothing.
 		next.ReasonCode = store.Fit(c.ReasonCode, store.WidthReasonCode)
 		next.Reason = store.Fit(c.Reason, store.WidthReason)
-		set("reason_code", next.ReasonCode)
-		set("reason", next.Reason)
+		write.ReasonCode, write.Reason = &next.ReasonCode, &next.Reason
 	}
 	if changed {
 		next.Version++
-		set("version", next.Version)
+		write.NewVersion = next.Version
+		at := now
 		switch c.To {
 		case withdrawal.StateSubmitted:
 			if next.SubmittedAt == nil {
-				next.SubmittedAt = &now
-				set("submitted_at", now)
+				next.SubmittedAt, write.SubmittedAt = &at, &at
 			}
 		case withdrawal.StateFailed, withdrawal.StateReversed, withdrawal.StateSucceeded:
-			next.FinalAt = &now
-			set("final_at", now)
+			next.FinalAt, write.FinalAt = &at, &at
 		}
 	}
 	return p, nil

@@ -48,7 +48,7 @@ func claimAll(t *testing.T, db *store.DB, owner string, now time.Time, names ...
 			string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), owner, now.Add(time.Minute), now.Add(time.Minute), ids[n]).Error; err != nil {
 			t.Fatal(err)
 		}
-		w, err := store.GetWithdrawal(ctx, db.DB, ids[n])
+		w, err := store.GetWithdrawal(ctx, db, ids[n])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,11 +126,11 @@ func testApplyAllWritesWhatApplyWrites(ctx context.Context, t *testing.T, db *st
 	var oneRows, allRows transition.Writes
 	if err := db.Transaction(func(tx *gorm.DB) error {
 		for i := range one {
-			if _, err := transition.ApplyDeferred(ctx, tx, &one[i], changes[i], now, &oneRows); err != nil {
+			if _, err := transition.ApplyDeferred(ctx, store.LegacyTx(tx), &one[i], changes[i], now, &oneRows); err != nil {
 				return err
 			}
 		}
-		return oneRows.Flush(ctx, tx)
+		return oneRows.Flush(ctx, store.LegacyTx(tx))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -139,20 +139,20 @@ func testApplyAllWritesWhatApplyWrites(ctx context.Context, t *testing.T, db *st
 		items[i] = transition.Pending{W: &all[i], C: changes[i]}
 	}
 	if err := db.Transaction(func(tx *gorm.DB) error {
-		if err := transition.ApplyAll(ctx, tx, items, now, &allRows); err != nil {
+		if err := transition.ApplyAll(ctx, store.LegacyTx(tx), items, now, &allRows); err != nil {
 			return err
 		}
-		return allRows.Flush(ctx, tx)
+		return allRows.Flush(ctx, store.LegacyTx(tx))
 	}); err != nil {
 		t.Fatal(err)
 	}
 
 	for i := range changes {
-		a, err := store.GetWithdrawal(ctx, db.DB, one[i].ID)
+		a, err := store.GetWithdrawal(ctx, db, one[i].ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := store.GetWithdrawal(ctx, db.DB, all[i].ID)
+		b, err := store.GetWithdrawal(ctx, db, all[i].ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,12 +195,12 @@ func TestApplyAllIsAllOrNothing(t *testing.T) {
 				items[i] = transition.Pending{W: &rows[i], C: transition.Change{To: withdrawal.StateSubmitted, NextAttemptAt: now.Add(time.Hour)}}
 			}
 			var w transition.Writes
-			err := db.Transaction(func(tx *gorm.DB) error { return transition.ApplyAll(ctx, tx, items, now, &w) })
+			err := db.Transaction(func(tx *gorm.DB) error { return transition.ApplyAll(ctx, store.LegacyTx(tx), items, now, &w) })
 			if !errors.Is(err, transition.ErrStale) {
 				t.Fatalf("ApplyAll with a lost claim = %v, want ErrStale", err)
 			}
 			for _, r := range rows {
-				got, err := store.GetWithdrawal(ctx, db.DB, r.ID)
+				got, err := store.GetWithdrawal(ctx, db, r.ID)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -76,7 +76,7 @@ func SeedCancel(t testing.TB, db *store.DB, keys *pii.Keyring, outRequestNo stri
 	}
 	// Far in the future: a requery must bring it back to now.
 	row.NextAttemptAt = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
-	if err := store.InsertWithdrawals(ctx, db.DB, []store.Withdrawal{row}); err != nil {
+	if err := store.InsertWithdrawals(ctx, db, []store.Withdrawal{row}); err != nil {
 		t.Fatal(err)
 	}
 	var events []store.OutboxEvent
@@ -95,7 +95,7 @@ func SeedCancel(t testing.TB, db *store.DB, keys *pii.Keyring, outRequestNo stri
 		events = append(events, store.OutboxEvent{EventID: ev.EventID, WithdrawalID: row.ID, EventKey: row.ID,
 			EventType: string(ev.Type), Version: v, Payload: payload, CreatedAt: now})
 	}
-	if err := store.InsertOutbox(ctx, db.DB, events); err != nil {
+	if err := store.InsertOutbox(ctx, db, events); err != nil {
 		t.Fatal(err)
 	}
 	if row.Version > 1 {

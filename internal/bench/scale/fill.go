@@ -158,7 +158,7 @@ func Count(ctx context.Context, db *store.DB, now time.Time) (FillStats, error) 
 	q := db.WithContext(ctx)
 	st := FillStats{ByState: map[string]int64{}}
 	var err error
-	if st.ByState, err = store.CountByState(ctx, db.DB); err != nil {
+	if st.ByState, err = store.CountByState(ctx, db); err != nil {
 		return st, err
 	}
 	for _, n := range st.ByState {

@@ -78,7 +78,7 @@ func IdleSweeps(ctx context.Context, dsns []string, sweeps int) ([]IdleSweepResu
 		if _, err := o.p.Sweep(ctx); err != nil { // warms the connection and the heartbeat row
 			return nil, err
 		}
-		if o.before, err = store.IndexRowsRead(ctx, db.DB); err != nil {
+		if o.before, err = store.IndexRowsRead(ctx, db); err != nil {
 			return nil, err
 		}
 	}
@@ -95,7 +95,7 @@ func IdleSweeps(ctx context.Context, dsns []string, sweeps int) ([]IdleSweepResu
 	}
 	out := make([]IdleSweepResult, len(all))
 	for i, o := range all {
-		after, err := store.IndexRowsRead(ctx, o.db.DB)
+		after, err := store.IndexRowsRead(ctx, o.db)
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +121,7 @@ func IdleDispatcher(ctx context.Context, dsn string, d time.Duration) (float64, 
 		return 0, err
 	}
 	disp := dispatch.New(db, provider.NewRegistry(), keys, dispatch.Options{Instance: "idle", Rules: schedule.Production(), Logger: quiet()})
-	before, err := store.IndexRowsRead(ctx, db.DB)
+	before, err := store.IndexRowsRead(ctx, db)
 	if err != nil {
 		return 0, err
 	}
@@ -133,7 +133,7 @@ func IdleDispatcher(ctx context.Context, dsn string, d time.Duration) (float64, 
 	if err := disp.Run(runCtx); err != nil {
 		return 0, err
 	}
-	after, err := store.IndexRowsRead(ctx, db.DB)
+	after, err := store.IndexRowsRead(ctx, db)
 	if err != nil {
 		return 0, err
 	}
@@ -181,7 +181,7 @@ func Lookups(ctx context.Context, db *store.DB, o FillOptions, n int, seed uint6
 		}
 		keys = append(keys, k[0])
 	}
-	h, err := admin.New(db.DB, admin.Options{Token: "bench", Logger: quiet()})
+	h, err := admin.New(db, admin.Options{Token: "bench", Logger: quiet()})
 	if err != nil {
 		return LookupResult{}, err
 	}

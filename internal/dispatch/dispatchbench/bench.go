@@ -364,10 +364,10 @@ func seed(ctx context.Context, db *store.DB, keys *pii.Keyring, n, merchants int
 			}
 			rows, events = append(rows, row), append(events, rec)
 		}
-		if err := store.InsertWithdrawals(ctx, db.DB, rows); err != nil {
+		if err := store.InsertWithdrawals(ctx, db, rows); err != nil {
 			return err
 		}
-		if err := store.InsertOutbox(ctx, db.DB, events); err != nil {
+		if err := store.InsertOutbox(ctx, db, events); err != nil {
 			return err
 		}
 	}

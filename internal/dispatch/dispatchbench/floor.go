@@ -137,13 +137,13 @@ func measureSQLRoundTrip(ctx context.Context, db *store.DB, n, inFlight int) (ti
 	for i := range rows {
 		args = append(args, i, time.Now().UTC())
 	}
-	if _, err := store.Exec(ctx, db.DB, "INSERT INTO bench_floor (id, v, updated_at) VALUES "+values, args...); err != nil {
+	if _, err := store.Exec(ctx, db, "INSERT INTO bench_floor (id, v, updated_at) VALUES "+values, args...); err != nil {
 		return 0, err
 	}
 	var next atomic.Int64
 	per, err := clientCPU(ctx, n, inFlight, func(ctx context.Context) error {
 		id := next.Add(1) % rows
-		got, err := store.Exec(ctx, db.DB, "UPDATE bench_floor SET v = v + 1, updated_at = ? WHERE id = ?", time.Now().UTC(), id)
+		got, err := store.Exec(ctx, db, "UPDATE bench_floor SET v = v + 1, updated_at = ? WHERE id = ?", time.Now().UTC(), id)
 		if err == nil && got != 1 {
 			err = fmt.Errorf("updated %d rows, want 1", got)
 		}

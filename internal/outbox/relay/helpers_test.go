@@ -71,7 +71,7 @@ func writeVersion(ctx context.Context, db *gorm.DB, ids []string, v int) error {
 		rows = append(rows, rec)
 	}
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return store.InsertOutbox(ctx, tx, rows)
+		return store.InsertOutbox(ctx, store.LegacyTx(tx), rows)
 	})
 }
 

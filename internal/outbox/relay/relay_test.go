@@ -208,7 +208,7 @@ func writeVersionTx(ctx context.Context, tx *gorm.DB, id string, v int) error {
 	if err != nil {
 		return err
 	}
-	return store.InsertOutbox(ctx, tx, []store.OutboxEvent{rec})
+	return store.InsertOutbox(ctx, store.LegacyTx(tx), []store.OutboxEvent{rec})
 }
 
 // flakyWriter records what it was sent and fails messages of chosen keys.
