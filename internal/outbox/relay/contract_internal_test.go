@@ -8,6 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/paycore/withdraw/api"
+	"github.com/paycore/withdraw/internal/store"
 )
 
 // TestRelayHeadersAreTheContract: the headers the relay puts on an event
@@ -15,8 +16,8 @@ import (
 // the values it states.
 func TestRelayHeadersAreTheContract(t *testing.T) {
 	r := &Relay{opts: Options{Source: DefaultSource}}
-	m := r.message(&pendingRow{eventID: "0198e0f4-1c2b-7c3d-8e4f-5a6b7c8d9e0f", key: "k", eventType: "withdrawal.accepted",
-		payload: []byte(`{}`), createdAt: time.Date(2026, 11, 22, 2, 0, 0, 123456789, time.UTC)})
+	m := r.message(&store.PendingEvent{EventID: "0198e0f4-1c2b-7c3d-8e4f-5a6b7c8d9e0f", EventKey: "k", EventType: "withdrawal.accepted",
+		Payload: []byte(`{}`), CreatedAt: time.Date(2026, 11, 22, 2, 0, 0, 123456789, time.UTC)})
 	got := map[string]string{}
 	var names []string
 	for _, h := range m.Headers {

@@ -76,7 +76,7 @@ func TestRelayCrashMidBatch(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	tp := topic(t, 4)
 	const withdrawals, versions = 200, 10
-	must(t, writeHistory(ctx, db.DB, newWithdrawals(withdrawals), versions, 50, nil))
+	must(t, writeHistory(ctx, db, newWithdrawals(withdrawals), versions, 50, nil))
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"=1", envChildDSN+"="+dsn, envChildTopic+"="+tp,

@@ -1,13 +1,10 @@
 package relay
 
 import (
-	"context"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/paycore/withdraw/internal/store"
 )
 
 // Value sums the metric of m named name over its labels: counter and gauge
@@ -42,17 +39,3 @@ func (m *Metrics) Value(name string) float64 {
 	}
 	return -1
 }
-
-// ClaimPendingIDs is claimPending for tests: the ids it reads and its full
-// report. backlog skips the MySQL probe.
-func ClaimPendingIDs(ctx context.Context, db *store.DB, lanes []int, perLane int, exclude map[int][]int64, backlog bool) ([]int64, bool, error) {
-	rows, full, err := claimPending(ctx, db, lanes, perLane, exclude, backlog)
-	ids := make([]int64, len(rows))
-	for i, r := range rows {
-		ids[i] = r.id
-	}
-	return ids, full, err
-}
-
-// ProbeQuery is the statement of claimPending's probe, for plan tests.
-func ProbeQuery(lanes []int, limit int) string { return probeQuery(lanes, limit, nil) }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/outbox/relay"
@@ -55,7 +54,7 @@ func newWithdrawals(n int) []string {
 // writeVersion stores version v of each withdrawal in ONE transaction, like
 // a status change would (the row lock on the withdrawal is what orders the
 // versions; here the caller writes v only after v-1 committed).
-func writeVersion(ctx context.Context, db *gorm.DB, ids []string, v int) error {
+func writeVersion(ctx context.Context, db *store.DB, ids []string, v int) error {
 	rows := make([]store.OutboxEvent, 0, len(ids))
 	now := time.Now().UTC()
 	for _, id := range ids {
@@ -70,15 +69,13 @@ func writeVersion(ctx context.Context, db *gorm.DB, ids []string, v int) error {
 		}
 		rows = append(rows, rec)
 	}
-	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return store.InsertOutbox(ctx, store.LegacyTx(tx), rows)
-	})
+	return db.InTx(ctx, func(tx *store.Tx) error { return store.InsertOutbox(ctx, tx, rows) })
 }
 
 // writeHistory writes versions 1..versions of every withdrawal, a version
 // at a time in transactions of chunk withdrawals (shuffled), and calls
 // after() after each commit (nil: nothing).
-func writeHistory(ctx context.Context, db *gorm.DB, ids []string, versions, chunk int, after func()) error {
+func writeHistory(ctx context.Context, db *store.DB, ids []string, versions, chunk int, after func()) error {
 	for v := 1; v <= versions; v++ {
 		order := append([]string(nil), ids...)
 		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
@@ -99,8 +96,8 @@ func writeHistory(ctx context.Context, db *gorm.DB, ids []string, versions, chun
 // countPending is the number of unpublished rows.
 func countPending(t testing.TB, db *store.DB) int64 {
 	t.Helper()
-	var n int64
-	if err := db.Raw("SELECT COUNT(*) FROM outbox WHERE published_at = ?", store.NotPublished).Scan(&n).Error; err != nil {
+	n, _, err := store.OutboxBacklog(context.Background(), db)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -2,15 +2,11 @@ package relay
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
-
-	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/store"
@@ -79,33 +75,28 @@ func (l *leases) held() int {
 // tick renews, rebalances and claims; see the type's comment.
 func (l *leases) tick(ctx context.Context) error {
 	start := time.Now()
-	now, err := dbNow(ctx, l.db)
+	now, err := store.DatabaseNow(ctx, l.db)
 	if err != nil {
 		return err
 	}
 	expires := now.Add(l.ttl)
 	localDeadline := start.Add(l.ttl)
-	db := l.db.WithContext(ctx)
 
-	if err := db.Exec("UPDATE outbox_lanes SET lease_expires_at = ? WHERE owner = ?", expires, l.owner).Error; err != nil {
-		return fmt.Errorf("renew lane leases: %w", err)
-	}
-	if err := l.heartbeat(ctx, now, expires); err != nil {
+	if err := store.RenewOutboxLanes(ctx, l.db, l.owner, expires); err != nil {
 		return err
 	}
-	var relays int
-	if err := db.Raw("SELECT COUNT(*) FROM outbox_relays WHERE expires_at > ?", now).Scan(&relays).Error; err != nil {
-		return fmt.Errorf("count relays: %w", err)
+	// Records of relays that died long ago are dropped.
+	if err := store.HeartbeatOutboxRelay(ctx, l.db, l.owner, expires, now.Add(-time.Hour)); err != nil {
+		return err
+	}
+	relays, err := store.CountLiveOutboxRelays(ctx, l.db, now)
+	if err != nil {
+		return err
 	}
 	relays = max(relays, 1)
-	type laneRow struct {
-		Lane           int
-		Owner          string
-		LeaseExpiresAt *time.Time
-	}
-	var rows []laneRow
-	if err := db.Raw("SELECT lane, owner, lease_expires_at FROM outbox_lanes").Scan(&rows).Error; err != nil {
-		return fmt.Errorf("read lane leases: %w", err)
+	rows, err := store.OutboxLanes(ctx, l.db)
+	if err != nil {
+		return err
 	}
 	var mine, free []int
 	for _, r := range rows {
@@ -136,8 +127,8 @@ func (l *leases) tick(ctx context.Context) error {
 		}
 		l.mu.Unlock()
 		if len(idle) > 0 {
-			if err := db.Exec("UPDATE outbox_lanes SET owner = '', lease_expires_at = NULL WHERE owner = ? AND lane IN ("+joinInts(idle)+")", l.owner).Error; err != nil {
-				return fmt.Errorf("release lanes: %w", err)
+			if err := store.ReleaseOutboxLanes(ctx, l.db, l.owner, idle); err != nil {
+				return err
 			}
 			l.mu.Lock()
 			for _, lane := range idle {
@@ -152,15 +143,20 @@ func (l *leases) tick(ctx context.Context) error {
 		// do not all contend for the same ones.
 		off := rand.IntN(len(free))
 		free = append(free[off:], free[:off]...)
-		if err := l.claim(ctx, free, want, now, expires); err != nil {
+		claim := store.LaneClaim{Owner: l.owner, Candidates: free, Want: want, Now: now, Expires: expires}
+		err := l.db.InTx(ctx, func(tx *store.Tx) error {
+			_, err := store.ClaimOutboxLanes(ctx, tx, claim)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
 
 	// What the database says is ours now, all with the expiry just written.
-	var owned []int
-	if err := db.Raw("SELECT lane FROM outbox_lanes WHERE owner = ?", l.owner).Scan(&owned).Error; err != nil {
-		return fmt.Errorf("read lane leases: %w", err)
+	owned, err := store.OwnedOutboxLanes(ctx, l.db, l.owner)
+	if err != nil {
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -177,90 +173,19 @@ func (l *leases) tick(ctx context.Context) error {
 	return nil
 }
 
-// claim takes up to want of the candidate lanes that are still free or
-// expired. On MySQL the candidates are locked with SKIP LOCKED, so relays
-// claiming at the same moment split the free lanes instead of queueing on
-// each other's row locks; the UPDATE re-checks the condition either way.
-func (l *leases) claim(ctx context.Context, candidates []int, want int, now, expires time.Time) error {
-	if l.db.Dialect != store.MySQL {
-		// One process, one connection: a conditional UPDATE is enough.
-		pick := candidates[:min(want, len(candidates))]
-		return l.db.WithContext(ctx).Exec("UPDATE outbox_lanes SET owner = ?, lease_expires_at = ? WHERE lane IN ("+joinInts(pick)+
-			") AND (owner = '' OR lease_expires_at IS NULL OR lease_expires_at <= ?)", l.owner, expires, now).Error
-	}
-	err := l.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var got []int
-		q := "SELECT lane FROM outbox_lanes WHERE lane IN (" + joinInts(candidates) + ")" +
-			" AND (owner = '' OR lease_expires_at IS NULL OR lease_expires_at <= ?)" +
-			" ORDER BY FIELD(lane, " + joinInts(candidates) + ") LIMIT ? FOR UPDATE SKIP LOCKED"
-		if err := tx.Raw(q, now, want).Scan(&got).Error; err != nil {
-			return err
-		}
-		if len(got) == 0 {
-			return nil
-		}
-		return tx.Exec("UPDATE outbox_lanes SET owner = ?, lease_expires_at = ? WHERE lane IN ("+joinInts(got)+")", l.owner, expires).Error
-	})
-	if err != nil {
-		return fmt.Errorf("claim lanes: %w", err)
-	}
-	return nil
-}
-
 // ensureLanes inserts the lane rows once, should the migration's rows be
 // missing (a hand-made table, a truncation).
 func (l *leases) ensureLanes(ctx context.Context) error {
-	var n int64
-	if err := l.db.WithContext(ctx).Raw("SELECT COUNT(*) FROM outbox_lanes").Scan(&n).Error; err != nil {
-		return fmt.Errorf("count lanes: %w", err)
-	}
-	if n >= outbox.Lanes {
-		return nil
-	}
-	values := make([]string, outbox.Lanes)
-	for i := range values {
-		values[i] = fmt.Sprintf("(%d)", i)
-	}
-	verb := "INSERT IGNORE INTO"
-	if l.db.Dialect != store.MySQL {
-		verb = "INSERT OR IGNORE INTO"
-	}
-	if err := l.db.WithContext(ctx).Exec(verb + " outbox_lanes (lane) VALUES " + strings.Join(values, ",")).Error; err != nil {
-		return fmt.Errorf("insert lanes: %w", err)
-	}
-	return nil
-}
-
-// heartbeat records this relay as live until expires, and drops the
-// records of relays that died long ago.
-func (l *leases) heartbeat(ctx context.Context, now, expires time.Time) error {
-	q := "INSERT INTO outbox_relays (owner, expires_at) VALUES (?, ?) ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)"
-	if l.db.Dialect != store.MySQL {
-		q = "INSERT INTO outbox_relays (owner, expires_at) VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at"
-	}
-	db := l.db.WithContext(ctx)
-	if err := db.Exec(q, l.owner, expires).Error; err != nil {
-		return fmt.Errorf("relay heartbeat: %w", err)
-	}
-	if err := db.Exec("DELETE FROM outbox_relays WHERE expires_at < ?", now.Add(-time.Hour)).Error; err != nil {
-		return fmt.Errorf("relay heartbeat: %w", err)
-	}
-	return nil
+	return store.EnsureOutboxLanes(ctx, l.db, outbox.Lanes)
 }
 
 // releaseAll hands every lane back, at shutdown, so that another instance
 // takes them over at once instead of after the TTL.
 func (l *leases) releaseAll(ctx context.Context) error {
-	err := l.db.WithContext(ctx).Exec("UPDATE outbox_lanes SET owner = '', lease_expires_at = NULL WHERE owner = ?", l.owner).Error
-	if err == nil {
-		err = l.db.WithContext(ctx).Exec("DELETE FROM outbox_relays WHERE owner = ?", l.owner).Error
-	}
+	err := store.RetireOutboxRelay(ctx, l.db, l.owner)
 	l.mu.Lock()
 	l.deadline = map[int]time.Time{}
 	l.releasing = map[int]bool{}
 	l.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("release lanes: %w", err)
-	}
-	return nil
+	return err
 }

@@ -30,13 +30,13 @@ func TestRelayOutageKafka(t *testing.T) {
 
 	ctx := context.Background()
 	ids := newWithdrawals(100)
-	must(t, writeHistory(ctx, db.DB, ids, 2, 50, r.Notify))
+	must(t, writeHistory(ctx, db, ids, 2, 50, r.Notify))
 	waitPublished(t, db, 30*time.Second)
 
 	testenv.StopKafka(t)
 	stopped := time.Now()
 	for v := 3; v <= 5; v++ {
-		must(t, writeVersion(ctx, db.DB, ids, v))
+		must(t, writeVersion(ctx, db, ids, v))
 		r.Notify()
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -53,7 +53,7 @@ func TestRelayOutageKafka(t *testing.T) {
 	if d := 30*time.Second - time.Since(stopped); d > 0 {
 		time.Sleep(d)
 	}
-	must(t, writeVersion(ctx, db.DB, ids, 6))
+	must(t, writeVersion(ctx, db, ids, 6))
 	testenv.StartKafka(t)
 	restarted := time.Now()
 	waitPublished(t, db, 120*time.Second)

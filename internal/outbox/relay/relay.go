@@ -14,7 +14,6 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -282,7 +281,7 @@ func (r *Relay) leaseLoop(ctx context.Context) {
 // statsLoop refreshes the pending gauges.
 func (r *Relay) statsLoop(ctx context.Context) {
 	for {
-		count, oldest, err := pendingStats(ctx, r.db)
+		count, oldest, err := store.OutboxBacklog(ctx, r.db)
 		if ctx.Err() != nil {
 			return
 		}
@@ -374,12 +373,12 @@ type markJob struct {
 	done   chan error
 }
 
-func (r *Relay) startMark(ctx context.Context, acked []pendingRow) *markJob {
+func (r *Relay) startMark(ctx context.Context, acked []store.PendingEvent) *markJob {
 	job := &markJob{byLane: map[int][]int64{}, done: make(chan error, 1)}
 	ids := make([]int64, len(acked))
 	for i, row := range acked {
-		ids[i] = row.id
-		job.byLane[row.lane] = append(job.byLane[row.lane], row.id)
+		ids[i] = row.ID
+		job.byLane[row.Lane] = append(job.byLane[row.Lane], row.ID)
 	}
 	go func() {
 		// Marking needs no lease (it only records what the broker holds),
@@ -387,7 +386,7 @@ func (r *Relay) startMark(ctx context.Context, acked []pendingRow) *markJob {
 		// time, shutdown or not.
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		err := markPublished(mctx, r.db, ids, time.Now())
+		err := store.MarkPublished(mctx, r.db, ids, time.Now())
 		if err != nil {
 			r.m.errors.WithLabelValues(OpMark).Inc()
 			// They are on the topic and will be published again: a
@@ -419,7 +418,8 @@ func (r *Relay) backoff(failures int) time.Duration {
 // relayOnce claims pending rows of lanes (leaving out those of exclude,
 // being marked) and publishes them; it returns the acknowledged rows, to be
 // marked published. more reports that a lane may hold more rows; backlog
-// says the previous call reported more (claimPending then skips its probe).
+// says the previous call reported more (store.PendingOutbox then skips its
+// probe).
 //
 // Publishing goes in rounds: a round takes the first pending row of every
 // key (they are in id order, which per key is version order), and the next
@@ -428,9 +428,9 @@ func (r *Relay) backoff(failures int) time.Duration {
 // until that row is acknowledged, in a later batch. So no event is ever
 // sent before its predecessor is on the topic, whatever kafka-go does with
 // retries and batches inside one call.
-func (r *Relay) relayOnce(ctx context.Context, lanes []int, deadline time.Time, exclude map[int][]int64, backlog bool) (acked []pendingRow, more bool, err error) {
+func (r *Relay) relayOnce(ctx context.Context, lanes []int, deadline time.Time, exclude map[int][]int64, backlog bool) (acked []store.PendingEvent, more bool, err error) {
 	perLane := max(r.opts.BatchSize/len(lanes), 1)
-	rows, more, err := claimPending(ctx, r.db, lanes, perLane, exclude, backlog)
+	rows, more, err := store.PendingOutbox(ctx, r.db, store.PendingRead{Lanes: lanes, PerLane: perLane, Exclude: exclude, Backlog: backlog})
 	if err != nil {
 		r.m.errors.WithLabelValues(OpClaim).Inc()
 		return nil, false, err
@@ -456,23 +456,23 @@ func (r *Relay) relayOnce(ctx context.Context, lanes []int, deadline time.Time, 
 
 // publish sends rows in rounds of distinct keys and returns the rows the
 // broker acknowledged, and the first error.
-func (r *Relay) publish(ctx context.Context, rows []pendingRow) (acked []pendingRow, err error) {
-	acked = make([]pendingRow, 0, len(rows))
+func (r *Relay) publish(ctx context.Context, rows []store.PendingEvent) (acked []store.PendingEvent, err error) {
+	acked = make([]store.PendingEvent, 0, len(rows))
 	failed := map[string]bool{}
 	pending := rows
-	var round, rest []pendingRow
+	var round, rest []store.PendingEvent
 	var msgs []kafka.Message
 	for len(pending) > 0 {
 		round, rest = round[:0], rest[:0]
 		inRound := make(map[string]bool, len(pending))
 		for _, row := range pending {
 			switch {
-			case failed[row.key]:
+			case failed[row.EventKey]:
 				// An earlier event of this key was not acknowledged.
-			case inRound[row.key]:
+			case inRound[row.EventKey]:
 				rest = append(rest, row)
 			default:
-				inRound[row.key] = true
+				inRound[row.EventKey] = true
 				round = append(round, row)
 			}
 		}
@@ -502,10 +502,10 @@ func (r *Relay) publish(ctx context.Context, rows []pendingRow) (acked []pending
 			if werr == nil || (perMsg != nil && perMsg[i] == nil) {
 				ok++
 				acked = append(acked, round[i])
-				r.m.latency.Observe(math.Max(0, ackedAt.Sub(round[i].createdAt).Seconds()))
+				r.m.latency.Observe(math.Max(0, ackedAt.Sub(round[i].CreatedAt).Seconds()))
 				continue
 			}
-			failed[round[i].key] = true
+			failed[round[i].EventKey] = true
 		}
 		r.m.published.Add(float64(ok))
 		if werr != nil {
@@ -524,18 +524,18 @@ func (r *Relay) publish(ctx context.Context, rows []pendingRow) (acked []pending
 
 // message is the Kafka message of a row: key = event_key, value = payload,
 // CloudEvents binary-mode headers plus event_id.
-func (r *Relay) message(row *pendingRow) kafka.Message {
+func (r *Relay) message(row *store.PendingEvent) kafka.Message {
 	return kafka.Message{
-		Key:   []byte(row.key),
-		Value: row.payload,
+		Key:   []byte(row.EventKey),
+		Value: row.Payload,
 		Headers: []kafka.Header{
 			{Key: "ce_specversion", Value: []byte("1.0")},
-			{Key: "ce_id", Value: []byte(row.eventID)},
-			{Key: "ce_type", Value: []byte(row.eventType)},
+			{Key: "ce_id", Value: []byte(row.EventID)},
+			{Key: "ce_type", Value: []byte(row.EventType)},
 			{Key: "ce_source", Value: []byte(r.opts.Source)},
-			{Key: "ce_time", Value: []byte(row.createdAt.UTC().Format(time.RFC3339Nano))},
+			{Key: "ce_time", Value: []byte(row.CreatedAt.UTC().Format(time.RFC3339Nano))},
 			{Key: "content-type", Value: []byte("application/json")},
-			{Key: "event_id", Value: []byte(row.eventID)},
+			{Key: "event_id", Value: []byte(row.EventID)},
 		},
 	}
 }
@@ -552,7 +552,7 @@ func (r *Relay) Purge(ctx context.Context, olderThan time.Duration) (int64, erro
 	cutoff := time.Now().UTC().Add(-olderThan)
 	var total int64
 	for {
-		n, err := purgeBatch(ctx, r.db, cutoff, r.opts.PurgeBatch)
+		n, err := store.PurgePublished(ctx, r.db, cutoff, r.opts.PurgeBatch)
 		total += n
 		r.m.purged.Add(float64(n))
 		if err != nil {
@@ -582,16 +582,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-func sortByID(rows []pendingRow) {
-	slices.SortFunc(rows, func(a, b pendingRow) int {
-		switch {
-		case a.id < b.id:
-			return -1
-		case a.id > b.id:
-			return 1
-		}
-		return 0
-	})
 }

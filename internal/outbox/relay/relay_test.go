@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
-	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/outbox/relay"
@@ -47,9 +46,9 @@ func TestRelayPublishesEventsWithHeaders(t *testing.T) {
 
 	ctx := context.Background()
 	ids := newWithdrawals(3)
-	must(t, writeHistory(ctx, db.DB, ids, 2, 3, nil))
+	must(t, writeHistory(ctx, db, ids, 2, 3, nil))
 	var rows []store.OutboxEvent
-	must(t, db.Order("id").Find(&rows).Error)
+	must(t, db.Gorm().Order("id").Find(&rows).Error)
 
 	r := relay.New(db, gw, relay.Options{Instance: "t", LeaseTTL: 4 * time.Second})
 	startRelay(t, r)
@@ -145,7 +144,7 @@ func TestRelayTwoInstancesKeepOrder(t *testing.T) {
 			r.Notify()
 		}
 	}
-	must(t, writeHistory(context.Background(), db.DB, ids, versions, 25, notify))
+	must(t, writeHistory(context.Background(), db, ids, versions, 25, notify))
 	waitPublished(t, db, 60*time.Second)
 
 	rep := checkOrder(t, readTopic(t, brokers, tp, 6))
@@ -164,9 +163,9 @@ func TestRelayTwoInstancesKeepOrder(t *testing.T) {
 
 func laneCount(t testing.TB, db *store.DB, owner string) int {
 	t.Helper()
-	var n int
-	must(t, db.Raw("SELECT COUNT(*) FROM outbox_lanes WHERE owner = ?", owner).Scan(&n).Error)
-	return n
+	lanes, err := store.OwnedOutboxLanes(context.Background(), db, owner)
+	must(t, err)
+	return len(lanes)
 }
 
 // TestRelayPublishesLateCommittedLowerID: a row whose auto-increment id is
@@ -182,15 +181,27 @@ func TestRelayPublishesLateCommittedLowerID(t *testing.T) {
 
 	ctx := context.Background()
 	ids := newWithdrawals(2)
-	slow := db.Begin() // takes the lower id, commits last
-	must(t, slow.Error)
-	must(t, writeVersionTx(ctx, slow, ids[0], 1))
-	must(t, writeVersion(ctx, db.DB, ids[1:], 1))
+	// A transaction that takes the lower id and commits last.
+	inserted, commit, committed := make(chan error, 1), make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	commitSlow := func() { once.Do(func() { close(commit) }) }
+	defer commitSlow()
+	go func() {
+		committed <- db.InTx(ctx, func(tx *store.Tx) error {
+			err := writeVersionTx(ctx, tx, ids[0], 1)
+			inserted <- err
+			<-commit
+			return err
+		})
+	}()
+	must(t, <-inserted)
+	must(t, writeVersion(ctx, db, ids[1:], 1))
 	var lowID, highID int64
-	must(t, db.Raw("SELECT MAX(id) FROM outbox").Scan(&highID).Error)
+	must(t, db.Gorm().Raw("SELECT MAX(id) FROM outbox").Scan(&highID).Error)
 	waitPublished(t, db, 30*time.Second) // only the high id is visible
-	must(t, slow.Commit().Error)
-	must(t, db.Raw("SELECT MIN(id) FROM outbox").Scan(&lowID).Error)
+	commitSlow()
+	must(t, <-committed)
+	must(t, db.Gorm().Raw("SELECT MIN(id) FROM outbox").Scan(&lowID).Error)
 	if lowID >= highID {
 		t.Fatalf("ids %d, %d: the slow transaction did not take the lower id", lowID, highID)
 	}
@@ -201,14 +212,14 @@ func TestRelayPublishesLateCommittedLowerID(t *testing.T) {
 	}
 }
 
-func writeVersionTx(ctx context.Context, tx *gorm.DB, id string, v int) error {
+func writeVersionTx(ctx context.Context, tx *store.Tx, id string, v int) error {
 	now := time.Now().UTC()
 	rec, err := outbox.Record(withdrawal.Event{EventID: withdrawal.NewID(), Type: withdrawal.EventAccepted,
 		WithdrawalID: id, Version: v, OccurredAt: withdrawal.FormatEventTime(now)}, now)
 	if err != nil {
 		return err
 	}
-	return store.InsertOutbox(ctx, store.LegacyTx(tx), []store.OutboxEvent{rec})
+	return store.InsertOutbox(ctx, tx, []store.OutboxEvent{rec})
 }
 
 // flakyWriter records what it was sent and fails messages of chosen keys.
@@ -265,7 +276,7 @@ func TestRelayPartialFailureHoldsKey(t *testing.T) {
 	ctx := context.Background()
 	db := sqliteDB(t)
 	ids := newWithdrawals(5)
-	must(t, writeHistory(ctx, db.DB, ids, 4, 5, nil))
+	must(t, writeHistory(ctx, db, ids, 4, 5, nil))
 
 	fw := &flakyWriter{}
 	fw.set(false, ids[0])
@@ -291,7 +302,7 @@ func TestRelayPartialFailureHoldsKey(t *testing.T) {
 	}
 
 	fw.set(true) // outage
-	must(t, writeVersion(ctx, db.DB, ids[1:], 5))
+	must(t, writeVersion(ctx, db, ids[1:], 5))
 	time.Sleep(300 * time.Millisecond)
 	if n := countPending(t, db); n != 8 {
 		t.Fatalf("%d pending during the outage, want 8", n)
@@ -329,7 +340,7 @@ func TestRelaySQLite(t *testing.T) {
 		StatsInterval: 50 * time.Millisecond})
 	startRelay(t, r)
 	ids := newWithdrawals(50)
-	must(t, writeHistory(context.Background(), db.DB, ids, 3, 10, r.Notify))
+	must(t, writeHistory(context.Background(), db, ids, 3, 10, r.Notify))
 	waitPublished(t, db, 30*time.Second)
 	rep := checkOrder(t, readTopic(t, brokers, tp, 2))
 	if rep.distinct != 150 || rep.keys != 50 {
@@ -345,15 +356,15 @@ func TestRelayPurge(t *testing.T) {
 	db := mysqlDB(t)
 	ctx := context.Background()
 	ids := newWithdrawals(40)
-	must(t, writeVersion(ctx, db.DB, ids, 1))
+	must(t, writeVersion(ctx, db, ids, 1))
 	now := time.Now().UTC()
 	var all []int64
-	must(t, db.Raw("SELECT id FROM outbox ORDER BY id").Scan(&all).Error)
+	must(t, db.Gorm().Raw("SELECT id FROM outbox ORDER BY id").Scan(&all).Error)
 	// 23 published 8 days ago, 10 published a day ago, 7 never published
 	// (although created long ago).
-	must(t, db.Exec("UPDATE outbox SET created_at = ?", now.Add(-30*24*time.Hour)).Error)
-	must(t, db.Exec("UPDATE outbox SET published_at = ? WHERE id IN ?", now.Add(-8*24*time.Hour), all[:23]).Error)
-	must(t, db.Exec("UPDATE outbox SET published_at = ? WHERE id IN ?", now.Add(-24*time.Hour), all[23:33]).Error)
+	must(t, db.Gorm().Exec("UPDATE outbox SET created_at = ?", now.Add(-30*24*time.Hour)).Error)
+	must(t, db.Gorm().Exec("UPDATE outbox SET published_at = ? WHERE id IN ?", now.Add(-8*24*time.Hour), all[:23]).Error)
+	must(t, db.Gorm().Exec("UPDATE outbox SET published_at = ? WHERE id IN ?", now.Add(-24*time.Hour), all[23:33]).Error)
 
 	reg := prometheus.NewRegistry()
 	m := relay.NewMetrics(reg)
@@ -363,7 +374,7 @@ func TestRelayPurge(t *testing.T) {
 		t.Fatalf("Purge = %d, %v; want 23", n, err)
 	}
 	var left []int64
-	must(t, db.Raw("SELECT id FROM outbox ORDER BY id").Scan(&left).Error)
+	must(t, db.Gorm().Raw("SELECT id FROM outbox ORDER BY id").Scan(&left).Error)
 	if len(left) != 17 || left[0] != all[23] {
 		t.Fatalf("left %v, want ids from %d (17 rows)", left, all[23])
 	}
@@ -380,8 +391,8 @@ func TestRelayPurge(t *testing.T) {
 func TestRelayMetrics(t *testing.T) {
 	db := sqliteDB(t)
 	ctx := context.Background()
-	must(t, writeVersion(ctx, db.DB, newWithdrawals(12), 1))
-	must(t, db.Exec("UPDATE outbox SET created_at = ?", time.Now().UTC().Add(-time.Minute)).Error)
+	must(t, writeVersion(ctx, db, newWithdrawals(12), 1))
+	must(t, db.Gorm().Exec("UPDATE outbox SET created_at = ?", time.Now().UTC().Add(-time.Minute)).Error)
 	fw := &flakyWriter{}
 	fw.set(true)
 	reg := prometheus.NewRegistry()
@@ -421,9 +432,9 @@ func TestRelayMetrics(t *testing.T) {
 func TestPurgeReadsOnlyWhatItDeletes(t *testing.T) {
 	db := storetest.MySQLOneConnection(t)
 	ctx := context.Background()
-	must(t, writeVersion(ctx, db.DB, newWithdrawals(3000), 1))
-	must(t, db.Exec("UPDATE outbox SET published_at = ?", time.Now().UTC().Add(-time.Hour)).Error)
-	must(t, db.Exec("ANALYZE TABLE outbox").Error)
+	must(t, writeVersion(ctx, db, newWithdrawals(3000), 1))
+	must(t, db.Gorm().Exec("UPDATE outbox SET published_at = ?", time.Now().UTC().Add(-time.Hour)).Error)
+	must(t, db.Gorm().Exec("ANALYZE TABLE outbox").Error)
 	r := relay.New(db, &flakyWriter{}, relay.Options{})
 	before := storetest.IndexRowsRead(t, db)
 	for range 5 {
