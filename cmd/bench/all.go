@@ -16,6 +16,7 @@ import (
 	"github.com/paycore/withdraw/internal/bench"
 	"github.com/paycore/withdraw/internal/dispatch/dispatchbench"
 	"github.com/paycore/withdraw/internal/outbox/relay"
+	"github.com/paycore/withdraw/internal/outbox/relay/relaybench"
 	"github.com/paycore/withdraw/internal/store"
 )
 
@@ -419,13 +420,13 @@ func dispatchRun(ctx context.Context, dsn string, o allOptions) (dispatchbench.R
 	return r, floor, err
 }
 
-// relayRun is one relay.BenchBacklog in a fresh database and topic (12
+// relayRun is one relaybench.BenchBacklog in a fresh database and topic (12
 // partitions, the consumer's default), checked against the topic.
-func relayRun(ctx context.Context, dsn string, brokers []string, o allOptions) (relay.BacklogResult, string, error) {
+func relayRun(ctx context.Context, dsn string, brokers []string, o allOptions) (relaybench.BacklogResult, string, error) {
 	id := bench.RandomHex(4)
 	fresh, drop, err := bench.FreshDatabase(ctx, dsn, "withdraw_bench_"+id+"_relay")
 	if err != nil {
-		return relay.BacklogResult{}, "", err
+		return relaybench.BacklogResult{}, "", err
 	}
 	if !o.keep {
 		defer drop()
@@ -433,20 +434,20 @@ func relayRun(ctx context.Context, dsn string, brokers []string, o allOptions) (
 	topic := "bench.relay." + id
 	const partitions = 12
 	if err := bench.CreateTopics(ctx, brokers, map[string]int{topic: partitions}); err != nil {
-		return relay.BacklogResult{}, "", err
+		return relaybench.BacklogResult{}, "", err
 	}
 	if !o.keep {
 		defer bench.DeleteTopics(brokers, topic)
 	}
 	db, err := store.OpenMySQL(ctx, fresh, store.PoolOptions{})
 	if err != nil {
-		return relay.BacklogResult{}, "", err
+		return relaybench.BacklogResult{}, "", err
 	}
 	defer db.Close()
 	if _, err := db.Migrate(ctx); err != nil {
-		return relay.BacklogResult{}, "", err
+		return relaybench.BacklogResult{}, "", err
 	}
-	r, err := relay.BenchBacklog(ctx, db, brokers, topic, o.relayN, relay.Options{})
+	r, err := relaybench.BenchBacklog(ctx, db, brokers, topic, o.relayN, relay.Options{})
 	if err != nil {
 		return r, "", err
 	}

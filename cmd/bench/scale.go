@@ -28,6 +28,7 @@ import (
 	"github.com/paycore/withdraw/internal/dispatch/dispatchbench"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/outbox/relay"
+	"github.com/paycore/withdraw/internal/outbox/relay/relaybench"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/store"
 )
@@ -521,23 +522,23 @@ func num(v float64) string {
 // scaleRelay drains a backlog in d with one relay. Events the earlier
 // phases left unpublished are marked published first, so that the relay
 // drains the backlog alone and the check can count it.
-func scaleRelay(ctx context.Context, d *scaleDB, brokers []string, id string, o scaleOptions) (relay.BacklogResult, string, error) {
+func scaleRelay(ctx context.Context, d *scaleDB, brokers []string, id string, o scaleOptions) (relaybench.BacklogResult, string, error) {
 	if err := d.db.WithContext(ctx).Exec("UPDATE outbox SET published_at = ? WHERE published_at = ?", time.Now().UTC(), store.NotPublished).Error; err != nil {
-		return relay.BacklogResult{}, "", err
+		return relaybench.BacklogResult{}, "", err
 	}
 	var before int64
 	if err := d.db.WithContext(ctx).Raw("SELECT COUNT(*) FROM outbox").Scan(&before).Error; err != nil {
-		return relay.BacklogResult{}, "", err
+		return relaybench.BacklogResult{}, "", err
 	}
 	topic := "bench.scale.relay." + id + "." + d.name
 	const partitions = 12
 	if err := bench.CreateTopics(ctx, brokers, map[string]int{topic: partitions}); err != nil {
-		return relay.BacklogResult{}, "", err
+		return relaybench.BacklogResult{}, "", err
 	}
 	if !o.keep {
 		defer bench.DeleteTopics(brokers, topic)
 	}
-	r, err := relay.BenchBacklog(ctx, d.db, brokers, topic, o.relayN, relay.Options{})
+	r, err := relaybench.BenchBacklog(ctx, d.db, brokers, topic, o.relayN, relay.Options{})
 	if err != nil {
 		return r, "", err
 	}

@@ -1,9 +1,6 @@
 package relay
 
-import (
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the relay's Prometheus metrics. Pending rows and the age of
 // the oldest one describe the whole outbox (every instance reports the same
@@ -80,13 +77,4 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.purged, m.batchSize, m.publishCalls)
 	}
 	return m
-}
-
-// counterValue reads a counter (for the benchmarks).
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return 0
-	}
-	return m.GetCounter().GetValue()
 }

@@ -91,6 +91,10 @@ type Relay struct {
 	wake    []chan struct{} // one per worker
 	running atomic.Bool
 
+	// What Stats reports.
+	published    atomic.Int64
+	produceCalls atomic.Int64
+
 	mu       sync.Mutex
 	workErr  []error // last error of each worker, nil after a success
 	leaseErr error
@@ -171,6 +175,24 @@ func ownerName(instance string) string {
 
 // Owner is the name under which this relay leases lanes.
 func (r *Relay) Owner() string { return r.owner }
+
+// Stats are counts of one relay's work since New, for a harness that
+// drives a relay and watches it (the benchmarks). Its Metrics count the same
+// for Prometheus, but may be shared with other relays.
+type Stats struct {
+	// Published is the number of events the broker acknowledged; an event
+	// published again (after a failed mark, a crash) counts again.
+	Published int64
+	// ProduceCalls is the number of produce calls made, one per round of
+	// distinct keys (see relayOnce), acknowledged or not.
+	ProduceCalls int64
+}
+
+// Stats returns the relay's counts so far. It may be called at any time,
+// also while Run runs.
+func (r *Relay) Stats() Stats {
+	return Stats{Published: r.published.Load(), ProduceCalls: r.produceCalls.Load()}
+}
 
 // Notify wakes the workers at once, e.g. after committing outbox rows, so
 // that they need not wait for the next poll. It never blocks.
@@ -484,6 +506,7 @@ func (r *Relay) publish(ctx context.Context, rows []store.PendingEvent) (acked [
 			msgs = append(msgs, r.message(&round[i]))
 		}
 		r.m.publishCalls.Inc()
+		r.produceCalls.Add(1)
 		werr := r.w.WriteMessages(ctx, msgs...)
 		ackedAt := time.Now()
 		ok := 0
@@ -508,6 +531,7 @@ func (r *Relay) publish(ctx context.Context, rows []store.PendingEvent) (acked [
 			failed[round[i].EventKey] = true
 		}
 		r.m.published.Add(float64(ok))
+		r.published.Add(int64(ok))
 		if werr != nil {
 			r.m.errors.WithLabelValues(OpPublish).Add(float64(len(round) - ok))
 			if err == nil {

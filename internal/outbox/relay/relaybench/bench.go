@@ -1,25 +1,27 @@
-package relay
+// Package relaybench measures the outbox relay against a real database and
+// broker: how fast one relay drains a backlog, and the delay from an
+// event's commit to the broker's acknowledgement under a steady load. `go
+// run ./cmd/bench all` and the benchmarks of this package's tests call it.
+package relaybench
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/outbox"
+	"github.com/paycore/withdraw/internal/outbox/relay"
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
-// Benchmarks of the relay against a real database and broker, for `make
-// bench` and BenchmarkRelay* in the tests. Both want an empty outbox (a
-// fresh database) and an existing topic; they run their own relay.
+// Both benchmarks want an empty outbox (a fresh database) and an existing
+// topic; they run their own relay.
 
 // BacklogResult is the outcome of BenchBacklog.
 type BacklogResult struct {
@@ -37,15 +39,15 @@ func (r BacklogResult) String() string {
 // 1..4, each version in its own transactions, like real status changes),
 // then starts a relay with opts on brokers/topic and measures how fast it
 // drains the backlog.
-func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic string, n int, opts Options) (BacklogResult, error) {
+func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic string, n int, opts relay.Options) (BacklogResult, error) {
 	if err := SeedBacklog(ctx, db, n, 4); err != nil {
 		return BacklogResult{}, err
 	}
-	w := NewWriter(brokers, topic)
+	w := relay.NewWriter(brokers, topic)
 	defer w.Close()
-	opts.Metrics = NewMetrics(nil)
+	opts.Metrics = relay.NewMetrics(nil)
 	opts.StatsInterval = -1
-	r := New(db, w, opts)
+	r := relay.New(db, w, opts)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -53,7 +55,7 @@ func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic str
 	go func() { done <- r.Run(runCtx) }()
 	defer func() { cancel(); <-done }()
 	for {
-		if got := counterValue(r.m.published); got >= float64(n) {
+		if r.Stats().Published >= int64(n) {
 			break
 		}
 		select {
@@ -64,8 +66,8 @@ func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic str
 	}
 	// published counts acknowledgements; wait for the marks too.
 	for {
-		var pending int64
-		if err := db.WithContext(ctx).Raw("SELECT COUNT(*) FROM outbox WHERE published_at = ?", store.NotPublished).Scan(&pending).Error; err != nil {
+		pending, _, err := store.OutboxBacklog(ctx, db)
+		if err != nil {
 			return BacklogResult{}, err
 		}
 		if pending == 0 {
@@ -78,7 +80,7 @@ func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic str
 	}
 	d := time.Since(start)
 	return BacklogResult{Events: n, Duration: d, EventsPerSec: float64(n) / d.Seconds(),
-		Calls: int(counterValue(r.m.publishCalls))}, nil
+		Calls: int(r.Stats().ProduceCalls)}, nil
 }
 
 // SeedBacklog inserts n outbox rows: n/versions withdrawals, version 1 of
@@ -94,9 +96,7 @@ func SeedBacklog(ctx context.Context, db *store.DB, n, versions int) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			return insertRows(tx, batch)
-		})
+		err := db.InTx(ctx, func(tx *store.Tx) error { return store.InsertOutbox(ctx, tx, batch) })
 		batch = batch[:0]
 		return err
 	}
@@ -123,21 +123,6 @@ func SeedBacklog(ctx context.Context, db *store.DB, n, versions int) error {
 		return fmt.Errorf("seed backlog: %w", err)
 	}
 	return nil
-}
-
-// insertRows is a multi-row INSERT, cheaper than GORM's for a benchmark.
-func insertRows(tx *gorm.DB, rows []store.OutboxEvent) error {
-	var q strings.Builder
-	q.WriteString("INSERT INTO outbox (event_id, withdrawal_id, event_key, lane, event_type, version, payload, created_at) VALUES ")
-	args := make([]any, 0, len(rows)*8)
-	for i, r := range rows {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?,?,?,?,?,?,?,?)")
-		args = append(args, r.EventID, r.WithdrawalID, r.EventKey, r.Lane, r.EventType, r.Version, r.Payload, r.CreatedAt)
-	}
-	return tx.Exec(q.String(), args...).Error
 }
 
 // benchEvent is a realistic event (about 450 bytes of JSON).
@@ -167,13 +152,13 @@ func (r LatencyResult) String() string {
 // events every 10ms, calling Notify after each commit as the services do)
 // for duration, with a relay running, and reports the delay from each
 // commit to its acknowledgement.
-func BenchLatency(ctx context.Context, db *store.DB, brokers []string, topic string, rate int, duration time.Duration, opts Options) (LatencyResult, error) {
-	w := NewWriter(brokers, topic)
+func BenchLatency(ctx context.Context, db *store.DB, brokers []string, topic string, rate int, duration time.Duration, opts relay.Options) (LatencyResult, error) {
+	w := relay.NewWriter(brokers, topic)
 	defer w.Close()
 	aw := &ackWriter{Writer: w, acked: map[string]time.Time{}}
-	opts.Metrics = NewMetrics(nil)
+	opts.Metrics = relay.NewMetrics(nil)
 	opts.StatsInterval = -1
-	r := New(db, aw, opts)
+	r := relay.New(db, aw, opts)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
@@ -200,7 +185,7 @@ func BenchLatency(ctx context.Context, db *store.DB, brokers []string, topic str
 			}
 			rows[i] = rec
 		}
-		if err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return insertRows(tx, rows) }); err != nil {
+		if err := db.InTx(ctx, func(tx *store.Tx) error { return store.InsertOutbox(ctx, tx, rows) }); err != nil {
 			return LatencyResult{}, err
 		}
 		at := time.Now()
@@ -229,7 +214,7 @@ func BenchLatency(ctx context.Context, db *store.DB, brokers []string, topic str
 
 // ackWriter notes when each event was first acknowledged.
 type ackWriter struct {
-	Writer
+	relay.Writer
 	mu    sync.Mutex
 	acked map[string]time.Time
 }
