@@ -76,6 +76,9 @@ type Poller struct {
 // It fails on an invalid cron spec.
 func New(db *store.DB, providers *provider.Registry, opts Options) (*Poller, error) {
 	opts.defaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	for _, spec := range []string{opts.SweepSpec, opts.DailySpec} {
 		if _, err := cron.ParseStandard(spec); err != nil {
 			return nil, fmt.Errorf("poll: cron spec %q: %w", spec, err)
