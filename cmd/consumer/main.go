@@ -267,7 +267,10 @@ func run(args []string) error {
 	}
 
 	if cfg.RelayEnabled {
-		relay, wait := relay.Start(ctx, conn, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
+		relay, wait, err := relay.Start(ctx, conn, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
+		if err != nil {
+			return err
+		}
 		// Stop the relay (it runs until ctx ends), then wait for its last
 		// batch.
 		defer func() { stop(); wait() }()
@@ -358,7 +361,7 @@ func newDispatcher(cfg *config.Config, db *store.DB, providers *provider.Registr
 		OnChange:             onChange,
 		Logger:               log,
 		Metrics:              dispatch.NewMetrics(reg),
-	}), nil
+	})
 }
 
 // envFailpoint names the test failpoint variable; see the package comment.

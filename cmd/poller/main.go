@@ -162,7 +162,10 @@ func run(args []string) error {
 	// Kafka is unreachable it keeps them and retries.
 	var retention func(ctx context.Context) (int64, error)
 	if cfg.RelayEnabled {
-		relay, wait := relay.Start(ctx, conn, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
+		relay, wait, err := relay.Start(ctx, conn, cfg.KafkaBrokers, cfg.EventsTopic, cfg.InstanceID, log, reg)
+		if err != nil {
+			return err
+		}
 		// On every return: stop the relay (it runs until ctx ends), then
 		// wait for its last batch.
 		defer func() { stop(); wait() }()

@@ -293,8 +293,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	rules := schedule.Accelerated()
-	relay, waitRelay := relay.Start(runCtx, db, s.Brokers, EventsTopic, opts.InstanceID, log, reg)
-	disp := dispatch.New(db, providers, piiKeys, dispatch.Options{
+	relay, waitRelay, err := relay.Start(runCtx, db, s.Brokers, EventsTopic, opts.InstanceID, log, reg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	disp, err := dispatch.New(db, providers, piiKeys, dispatch.Options{
 		Instance:     opts.InstanceID,
 		LeaseTTL:     30 * time.Second,
 		PollInterval: 250 * time.Millisecond,
@@ -303,6 +307,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		Logger:       log,
 		Metrics:      dispatch.NewMetrics(reg),
 	})
+	if err != nil {
+		cancel()
+		waitRelay()
+		return nil, err
+	}
 	poller, err := poll.New(db, providers, poll.Options{
 		Instance:  opts.InstanceID,
 		Rules:     rules,

@@ -49,7 +49,11 @@ func (r *rig) dispatcher(name string, opts dispatch.Options) *dispatch.Dispatche
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 20 * time.Millisecond
 	}
-	return dispatch.New(r.db, r.env.Registry(), r.keys, opts)
+	d, err := dispatch.New(r.db, r.env.Registry(), r.keys, opts)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return d
 }
 
 func run(t *testing.T, d *dispatch.Dispatcher) (stop func()) {

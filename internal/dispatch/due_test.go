@@ -135,7 +135,7 @@ func TestResubmitScanWaitBoundsTheScansShare(t *testing.T) {
 // after one with the usual second it is not.
 func TestDueResubmitsReusesASlowScanLonger(t *testing.T) {
 	ctx := context.Background()
-	d := New(storetest.SQLite(t), nil, nil, Options{})
+	d := mustNew(t, storetest.SQLite(t), nil, nil, Options{})
 	now := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		wait time.Duration

@@ -35,7 +35,7 @@ func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
 	ids := storetest.Seed(t, db, keys,
 		providertest.Command(withdrawal.ChannelWeChatEcommerce, "GOOD1", 100),
 		providertest.Command(withdrawal.ChannelWeChatEcommerce, "BAD1", 200))
-	d := New(db, nil, keys, Options{Instance: "t"})
+	d := mustNew(t, db, nil, keys, Options{Instance: "t"})
 	now := time.Now().UTC().Truncate(time.Microsecond)
 
 	// Claim both by hand, as takeAll would.
@@ -124,7 +124,7 @@ func claimedByHand(t *testing.T, outRequestNo string, leaseLeft time.Duration) (
 	t.Helper()
 	db, keys := mysqlAndKeys(t)
 	id := storetest.Seed(t, db, keys, providertest.Command(withdrawal.ChannelWeChatEcommerce, outRequestNo, 100))[outRequestNo]
-	d := New(db, nil, keys, Options{Instance: "t", LeaseTTL: time.Minute})
+	d := mustNew(t, db, nil, keys, Options{Instance: "t", LeaseTTL: time.Minute})
 	lease := time.Now().UTC().Add(leaseLeft).Truncate(time.Microsecond)
 	if err := db.Exec("UPDATE withdrawals SET state = ?, claimed_from = ?, lease_owner = ?, lease_expires_at = ?, next_attempt_at = ? WHERE id = ?",
 		string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), d.owner, lease, lease, id).Error; err != nil {

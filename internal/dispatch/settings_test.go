@@ -17,7 +17,7 @@ func TestLoadFileSettings(t *testing.T) {
 	if fs.Rates["wechatpay_platform/default"].PerSecond != 50 || fs.PerMerchant["wechatpay:default"] != 3 {
 		t.Fatalf("%+v", fs)
 	}
-	d := New(nil, nil, nil, Options{PerMerchant: 1, PerMerchantOverrides: fs.PerMerchant})
+	d := mustNew(t, nil, nil, nil, Options{PerMerchant: 1, PerMerchantOverrides: fs.PerMerchant})
 	if d.perMerchant("wechatpay:default:1900000109") != 3 || d.perMerchant("allinpay:default") != 1 {
 		t.Error("per-merchant override not applied by account")
 	}

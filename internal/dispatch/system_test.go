@@ -62,10 +62,13 @@ func childMain() error {
 	if err != nil {
 		return err
 	}
-	d := dispatch.New(db, reg, keys, dispatch.Options{
+	d, err := dispatch.New(db, reg, keys, dispatch.Options{
 		Instance: os.Getenv("CHILD_NAME"), Rules: schedule.Accelerated(), PollInterval: 20 * time.Millisecond,
 		LeaseTTL: 5 * time.Second, Logger: log,
 	})
+	if err != nil {
+		return err
+	}
 	return d.Run(ctx)
 }
 

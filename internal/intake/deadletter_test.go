@@ -150,7 +150,10 @@ func TestLargestCommandsDoNotWedge(t *testing.T) {
 	r.produce(values...)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	_, waitRelay := relay.Start(ctx, r.db, r.brokers, events, "test", slog.Default(), prometheus.NewRegistry())
+	_, waitRelay, err := relay.Start(ctx, r.db, r.brokers, events, "test", slog.Default(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer func() { cancel(); waitRelay() }()
 	stop := r.run("largest")
 	defer stop()

@@ -182,8 +182,11 @@ func TestLongProviderCodeIsRecorded(t *testing.T) {
 		sandbox.EndpointPlatformSubmit: {Errors: map[string]float64{long: 1}}}})
 	id := r.seed(providertest.Command(withdrawal.ChannelWeChatPlatform, "LC1", 100))["LC1"]
 	reg := prometheus.NewRegistry()
-	d := dispatch.New(r.db, r.env.Registry(), r.keys, dispatch.Options{Instance: "d1", Rules: testRules(),
+	d, err := dispatch.New(r.db, r.env.Registry(), r.keys, dispatch.Options{Instance: "d1", Rules: testRules(),
 		PollInterval: 20 * time.Millisecond, Logger: quiet(), Metrics: dispatch.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.Run(runCtx); close(done) }()

@@ -140,11 +140,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	// went wrong). Polling the table every 100 ms had cost MariaDB about 10%
 	// of its CPU in the run and made the end time 100 ms coarse.
 	var recorded atomic.Int64
-	d := dispatch.New(o.DB, reg, keys, dispatch.Options{
+	d, err := dispatch.New(o.DB, reg, keys, dispatch.Options{
 		Instance: "bench", MaxInFlight: o.MaxInFlight, ClaimBatch: 256, Rules: schedule.Accelerated(),
 		DefaultRate: dispatch.Rate{PerSecond: 1e6, Burst: 1000}, Logger: quiet, // the default poll interval: Notify drives it
 		OnChange: func() { recorded.Add(1) },
 	})
+	if err != nil {
+		return Result{}, err
+	}
 	runCtx, cancel := context.WithCancel(withSide(ctx, sideDispatcher))
 	defer cancel()
 	stopProfile, err := cpuProfile(o.ProfileTo)
