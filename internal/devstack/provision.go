@@ -240,10 +240,10 @@ func (k *keyring) providerAccounts(sandboxURL, notifyURL string) []provider.Acco
 	}
 }
 
-// writeProviders writes the accounts as a WITHDRAW_CONFIG file (so that a
-// cmd/consumer or cmd/poller can be pointed at the same sandbox) and loads
-// it back the way the binaries do.
-func writeProviders(file string, accounts []provider.Account) (*provider.Config, error) {
+// writeProviders writes the accounts as a WITHDRAW_CONFIG file, which the
+// devstack's pipeline loads the way the binaries do (and a cmd/consumer or
+// cmd/poller can be pointed at the same sandbox).
+func writeProviders(file string, accounts []provider.Account) error {
 	var b strings.Builder
 	b.WriteString("# Written by cmd/devstack at every start: the provider accounts of the devstack's sandbox.\n" +
 		"# Usable as WITHDRAW_CONFIG for cmd/consumer and cmd/poller while the devstack runs.\n" +
@@ -278,10 +278,7 @@ func writeProviders(file string, accounts []provider.Account) (*provider.Config,
 		kv(false, "app_id", a.AppID)
 		kv(false, "allinpay_public_key_file", a.AllinpayPublicKeyFile)
 	}
-	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
-		return nil, err
-	}
-	return provider.LoadConfig(file)
+	return os.WriteFile(file, []byte(b.String()), 0o600)
 }
 
 func indent(s, prefix string) string {
