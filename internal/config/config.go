@@ -231,6 +231,18 @@ func (c *Config) validate() error {
 	if c.PollFollowUpShare <= 0 || c.PollFollowUpShare > 1 {
 		errs = append(errs, errors.New("--poll-follow-up-share must be in (0, 1]"))
 	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"intake-batch-wait", c.IntakeBatchWait},
+		{"dispatch-poll-interval", c.DispatchPollInterval},
+		{"shutdown-timeout", c.ShutdownTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("--%s must not be negative (0 takes the default)", d.flag))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -49,6 +49,9 @@ func TestErrors(t *testing.T) {
 	if _, err := Parse("consumer", "x", []string{"--intake-batch-wait", "soon"}, env(map[string]string{"WITHDRAW_MYSQL_DSN": "x"}), &out); err == nil || !strings.Contains(err.Error(), "duration") {
 		t.Errorf("bad duration: %v", err)
 	}
+	if _, err := Parse("consumer", "x", []string{"--shutdown-timeout", "-1s"}, env(map[string]string{"WITHDRAW_MYSQL_DSN": "x"}), &out); err == nil || !strings.Contains(err.Error(), "--shutdown-timeout") {
+		t.Errorf("negative duration: %v", err)
+	}
 	if _, err := Parse("consumer", "x", []string{"--help"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("help: %v", err)
 	}

@@ -26,6 +26,11 @@ func TestLoadFileSettings(t *testing.T) {
 	if _, err := LoadFileSettings(bad); err == nil {
 		t.Error("a cap of 0 was accepted")
 	}
+	negative := filepath.Join(dir, "negative.yaml")
+	os.WriteFile(negative, []byte("dispatch:\n  rates:\n    wechatpay_platform/default: {per_second: 50, burst: -1}\n"), 0o600)
+	if _, err := LoadFileSettings(negative); err == nil {
+		t.Error("a negative burst was accepted")
+	}
 	if fs, err := LoadFileSettings(""); err != nil || fs.Rates != nil {
 		t.Errorf("empty path: %+v %v", fs, err)
 	}
