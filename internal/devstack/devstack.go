@@ -249,10 +249,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if _, err := db.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	if err := db.WithContext(ctx).Model(&store.Withdrawal{}).
-		Where("state IN ?", []string{"SUBMITTING", "SUBMITTED", "UNKNOWN"}).Count(&s.Inherited).Error; err != nil {
+	byState, err := store.CountByState(ctx, db)
+	if err != nil {
 		return nil, err
 	}
+	s.Inherited = byState["SUBMITTING"] + byState["SUBMITTED"] + byState["UNKNOWN"]
 
 	// HTTP first: the WeChat notify_url must name its real address.
 	reg := prometheus.NewRegistry()

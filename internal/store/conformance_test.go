@@ -33,6 +33,8 @@ type operation struct {
 func operations() [][]operation {
 	return [][]operation{
 		withdrawalOperations,
+		reconOperations,
+		intakeOperations,
 	}
 }
 
