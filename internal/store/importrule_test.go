@@ -29,7 +29,7 @@ var sqlImports = []string{"gorm.io/gorm", "gorm.io/gorm/clause", "gorm.io/driver
 var stillSpeakingSQL = []string{
 	"internal/dispatch", "internal/outbox/relay", "internal/poll",
 	// Harnesses, not the product.
-	"cmd/bench", "internal/bench", "internal/bench/scale", "internal/chaos", "internal/dispatch/dispatchbench", "internal/testenv",
+	"cmd/bench", "internal/bench", "internal/bench/scale", "internal/chaos", "internal/dispatch/dispatchbench", "internal/storetest", "internal/testenv",
 }
 
 // TestOnlyStoreSpeaksSQL fails when a package outside store (and the list
