@@ -175,22 +175,11 @@ func TestDailyStuckReport(t *testing.T) {
 // holdDailyLock takes the daily job's named lock on its own connection.
 func holdDailyLock(t *testing.T, r *rig) (release func()) {
 	t.Helper()
-	sqlDB, err := r.db.DB.DB()
-	if err != nil {
-		t.Fatal(err)
+	release, ok, err := store.TryNamedLock(ctx, r.db, "withdraw_poll_daily")
+	if err != nil || !ok {
+		t.Fatalf("lock: %v %v", err, ok)
 	}
-	conn, err := sqlDB.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got int
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('withdraw_poll_daily', 5)").Scan(&got); err != nil || got != 1 {
-		t.Fatalf("lock: %v %d", err, got)
-	}
-	return func() {
-		_, _ = conn.ExecContext(ctx, "SELECT RELEASE_LOCK('withdraw_poll_daily')")
-		conn.Close()
-	}
+	return release
 }
 
 // TestRunOnCron: Run drives the sweep from its cron schedule and stops on
