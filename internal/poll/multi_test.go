@@ -105,7 +105,7 @@ func TestDailyStuckReport(t *testing.T) {
 	now := time.Now().UTC()
 	rules := testRules() // InitAlertAfter 1m, QueryWindow 24h
 	set := func(no string, v map[string]any) {
-		if err := r.db.Model(&store.Withdrawal{}).Where("id = ?", ids[no]).Updates(v).Error; err != nil {
+		if err := r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", ids[no]).Updates(v).Error; err != nil {
 			t.Fatal(err)
 		}
 	}
