@@ -38,7 +38,6 @@ import (
 	"github.com/paycore/withdraw/internal/logging"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
 	"github.com/paycore/withdraw/internal/store"
-	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
 // Topics and consumer group of the devstack: the production defaults.
@@ -233,13 +232,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if _, err := db.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	states, err := store.CountByState(ctx, db)
+	byState, err := store.CountByState(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	for _, st := range []withdrawal.State{withdrawal.StateSubmitting, withdrawal.StateSubmitted, withdrawal.StateUnknown} {
-		s.Inherited += states[string(st)]
-	}
+	s.Inherited = byState["SUBMITTING"] + byState["SUBMITTED"] + byState["UNKNOWN"]
 
 	// HTTP first: the WeChat notify_url must name its real address.
 	reg := app.NewRegistry()
@@ -261,7 +258,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.ProvidersFile = filepath.Join(dir, providersFile)
-	if err := writeProviders(s.ProvidersFile,
+	if _, err := writeProviders(s.ProvidersFile,
 		keys.providerAccounts("http://"+s.SandboxAddr, "http://"+s.HTTPAddr+"/notify/wechatpay/"+"default")); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package dispatch_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"testing"
@@ -93,36 +92,6 @@ func (r *rig) waitFor(timeout time.Duration, done func(map[string]int64) bool) {
 	}
 }
 
-// assertVersionsGapFree checks that every withdrawal's events have versions
-// 1..version, each once, and that the last event matches the row.
-func (r *rig) assertVersionsGapFree() {
-	r.t.Helper()
-	var rows []store.Withdrawal
-	if err := r.db.Find(&rows).Error; err != nil {
-		r.t.Fatal(err)
-	}
-	for _, w := range rows {
-		events, err := store.EventsOf(context.Background(), r.db, w.ID)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if len(events) != w.Version {
-			r.t.Errorf("%s: %d events for version %d", w.OutRequestNo, len(events), w.Version)
-			continue
-		}
-		for i, e := range events {
-			if e.Version != i+1 {
-				r.t.Errorf("%s: event %d has version %d", w.OutRequestNo, i, e.Version)
-			}
-		}
-		var last withdrawal.Event
-		_ = json.Unmarshal(events[len(events)-1].Payload, &last)
-		if string(last.State) != w.State {
-			r.t.Errorf("%s: last event says %s, row says %s", w.OutRequestNo, last.State, w.State)
-		}
-	}
-}
-
 func exportKeyring(_ *testing.T, r *rig) string { return r.keyLine }
 
 // commandFor is a valid command of the channel numbered i.
@@ -158,7 +127,7 @@ func TestDispatchHappyPath(t *testing.T) {
 		t.Errorf("states %v, want 40 SUBMITTED", counts)
 	}
 	r.env.AssertPaidAtMostOnce()
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 	var w store.Withdrawal
 	r.db.Where("channel = ?", "wechatpay_platform").First(&w)
 	if w.ProviderRef == "" || w.SubmittedAt == nil || w.Submissions != 1 || len(w.ProviderRequest) == 0 {
@@ -185,7 +154,7 @@ func TestDispatchRejectionFails(t *testing.T) {
 	if w.State != "FAILED" || w.ReasonCode != "NOT_ENOUGH" {
 		t.Errorf("state %s reason %s, want FAILED NOT_ENOUGH", w.State, w.ReasonCode)
 	}
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 }
 
 // TestDispatchFaultsNeverPayTwice runs two dispatchers against a sandbox
@@ -224,7 +193,7 @@ func TestDispatchFaultsNeverPayTwice(t *testing.T) {
 	if counts["SUBMITTED"] != int64(n) {
 		t.Errorf("states %v, want all %d SUBMITTED", counts, n)
 	}
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 }
 
 // TestDispatchFairness: a merchant with a long queue does not starve one
@@ -304,7 +273,7 @@ func TestDispatchExpiredLeaseBecomesUnknownThenSettles(t *testing.T) {
 		t.Errorf("attempts %v, want a NOT_FOUND query first and an accepted resubmit last", ops)
 	}
 	r.env.AssertPaidAtMostOnce()
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 }
 
 // TestDispatchRedrivesInit: when the poller asks for the INIT order to be
@@ -344,7 +313,7 @@ func TestDispatchRedrivesInit(t *testing.T) {
 			t.Errorf("ledger %+v, want 2 submissions and 1 creation", o)
 		}
 	}
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 }
 
 // TestDispatchFindsNewWorkWhileBusy: while a backlog keeps every claim

@@ -187,7 +187,7 @@ func TestLargestCommandsDoNotWedge(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	var largest int64
-	if err := r.db.Table("outbox").Select("COALESCE(MAX(LENGTH(payload)), 0)").Scan(&largest).Error; err != nil {
+	if err := r.db.Gorm().Table("outbox").Select("COALESCE(MAX(LENGTH(payload)), 0)").Scan(&largest).Error; err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("largest event payload: %d bytes", largest)

@@ -12,14 +12,12 @@ package intake
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/paycore/withdraw/internal/store"
@@ -253,7 +251,8 @@ func (in *Intake) prepare(ctx context.Context, p plan) (map[string]int, error) {
 		var err error
 		for range 3 {
 			counts, err = in.store(ctx, p)
-			if !collided(err) {
+			// A duplicate key or a deadlock: a concurrent batch won.
+			if !store.Collided(err) {
 				break
 			}
 			// Another in-flight batch committed the same new key first
@@ -264,12 +263,6 @@ func (in *Intake) prepare(ctx context.Context, p plan) (map[string]int, error) {
 		return err
 	})
 	return counts, err
-}
-
-// collided reports a duplicate key or a deadlock: a concurrent batch won.
-func collided(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == 1062 || me.Number == 1213)
 }
 
 // finish commits the offsets of a prepared batch, retried for at most

@@ -270,10 +270,10 @@ func TestFollowUpsKeepTheirShareOfTheSweep(t *testing.T) {
 	var succeeded []string
 	for i, no := range []string{"FSA", "FSB", "FSC", "FSD"} {
 		succeeded = append(succeeded, ids[no])
-		r.db.Model(&store.Withdrawal{}).Where("id = ?", ids[no]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": now,
+		r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", ids[no]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": now,
 			"next_attempt_at": now.Add(time.Duration(i) * time.Millisecond)})
 	}
-	r.db.Model(&store.Withdrawal{}).Where("state = ?", "SUBMITTED").Update("next_attempt_at", now.Add(-time.Hour))
+	r.db.Gorm().Model(&store.Withdrawal{}).Where("state = ?", "SUBMITTED").Update("next_attempt_at", now.Add(-time.Hour))
 	// One query at a time, so that the first claim's four rows are queried
 	// before the next claim's: the sweep goes on claiming while its claims
 	// come back full.

@@ -33,6 +33,9 @@ type operation struct {
 func operations() [][]operation {
 	return [][]operation{
 		withdrawalOperations,
+		reconOperations,
+		intakeOperations,
+		pollOperations,
 	}
 }
 
