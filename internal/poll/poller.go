@@ -248,22 +248,34 @@ func (p *Poller) claim(ctx context.Context) ([]claim, error) {
 	lease := store.PollLease{Now: p.opts.Now(), Limit: p.opts.BatchSize,
 		FollowUps: int(math.Ceil(float64(p.opts.BatchSize) * p.opts.FollowUpShare)), Lease: p.leaseFor}
 	var out []claim
-	err := p.db.InTx(ctx, func(tx *store.Tx) error {
-		rows, until, err := store.LeaseForPoll(ctx, tx, lease)
-		if err != nil {
-			return err
+	var err error
+	// Two pollers claiming at once can deadlock on the rows' index entries
+	// (InnoDB rolls one back); the loser's claim took nothing, so it simply
+	// claims again.
+	for attempt := 1; ; attempt++ {
+		err = p.db.InTx(ctx, func(tx *store.Tx) error {
+			rows, until, err := store.LeaseForPoll(ctx, tx, lease)
+			if err != nil {
+				return err
+			}
+			out = make([]claim, len(rows))
+			for i := range rows {
+				out[i] = claim{row: rows[i], until: until}
+			}
+			return nil
+		})
+		if err == nil || !store.Collided(err) || attempt == claimAttempts {
+			break
 		}
-		out = make([]claim, len(rows))
-		for i := range rows {
-			out[i] = claim{row: rows[i], until: until}
-		}
-		return nil
-	})
+	}
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
+
+// claimAttempts bounds the claims of one sweep lost to a deadlock.
+const claimAttempts = 3
 
 // MinLease is the shortest claim lease: time for the slowest single query
 // (a provider timeout) and its recording.
