@@ -35,6 +35,7 @@ func operations() [][]operation {
 		withdrawalOperations,
 		reconOperations,
 		intakeOperations,
+		dispatchOperations,
 	}
 }
 
