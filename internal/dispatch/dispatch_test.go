@@ -129,7 +129,7 @@ func TestDispatchHappyPath(t *testing.T) {
 	r.env.AssertPaidAtMostOnce()
 	storetest.AssertVersionsGapFree(t, r.db)
 	var w store.Withdrawal
-	r.db.Where("channel = ?", "wechatpay_platform").First(&w)
+	r.db.Gorm().Where("channel = ?", "wechatpay_platform").First(&w)
 	if w.ProviderRef == "" || w.SubmittedAt == nil || w.Submissions != 1 || len(w.ProviderRequest) == 0 {
 		t.Errorf("submitted row incomplete: ref %q submitted_at %v submissions %d", w.ProviderRef, w.SubmittedAt, w.Submissions)
 	}
@@ -219,7 +219,7 @@ func TestDispatchFairness(t *testing.T) {
 	stop()
 
 	var rows []store.Withdrawal
-	r.db.Order("submitted_at").Find(&rows)
+	r.db.Gorm().Order("submitted_at").Find(&rows)
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].SubmittedAt.Before(*rows[j].SubmittedAt) })
 	lastSmall := -1
 	for i, w := range rows {
@@ -241,11 +241,14 @@ func TestDispatchExpiredLeaseBecomesUnknownThenSettles(t *testing.T) {
 	r := newRig(t, sandbox.Options{})
 	r.seed(providertest.Command(withdrawal.ChannelWeChatPlatform, "L1", 100))
 	ctx := context.Background()
-	// A dispatcher whose clock runs 2 minutes ahead sees every lease as
-	// expired; claim by hand, as a crashed instance would have.
-	if err := r.db.Exec("UPDATE withdrawals SET state='SUBMITTING', claimed_from='ACCEPTED', lease_owner='dead:0', lease_expires_at=?, next_attempt_at=?, first_sent_at=? WHERE out_request_no='L1'",
-		time.Now().UTC().Add(-time.Second), time.Now().UTC().Add(-time.Second), time.Now().UTC()).Error; err != nil {
+	// Claimed by an instance that crashed: its lease ended a second ago.
+	l1, err := store.GetWithdrawalByKey(ctx, r.db, "wechatpay_platform", "default", "L1")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if lost, err := store.ClaimWithdrawals(ctx, r.db, []store.Claim{{ID: l1.ID, Version: l1.Version}}, "dead:0",
+		time.Now().UTC().Add(-time.Second), time.Now().UTC()); err != nil || len(lost) > 0 {
+		t.Fatalf("claim L1: lost %v, %v", lost, err)
 	}
 	d := r.dispatcher("d1", dispatch.Options{})
 	n, err := d.ExpireLeases(ctx)
@@ -291,7 +294,7 @@ func TestDispatchRedrivesInit(t *testing.T) {
 		t.Fatalf("after submit: %s v%d", w.State, w.Version)
 	}
 	// What the poller does on INIT.
-	if err := r.db.Exec("UPDATE withdrawals SET resubmit_requested = 1, next_attempt_at = ? WHERE id = ?", time.Now().UTC(), w.ID).Error; err != nil {
+	if err := r.db.Gorm().Exec("UPDATE withdrawals SET resubmit_requested = 1, next_attempt_at = ? WHERE id = ?", time.Now().UTC(), w.ID).Error; err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -340,7 +343,7 @@ func TestDispatchFindsNewWorkWhileBusy(t *testing.T) {
 	stop()
 
 	var rows []store.Withdrawal
-	r.db.Find(&rows)
+	r.db.Gorm().Find(&rows)
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].SubmittedAt.Before(*rows[j].SubmittedAt) })
 	for i, w := range rows {
 		if w.OutRequestNo == "LATE1" {

@@ -36,6 +36,7 @@ func operations() [][]operation {
 		reconOperations,
 		intakeOperations,
 		pollOperations,
+		dispatchOperations,
 	}
 }
 

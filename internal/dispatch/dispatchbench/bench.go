@@ -224,7 +224,7 @@ func benchCounts(ctx context.Context, db *store.DB, prefix string) (map[string]i
 		State string
 		N     int64
 	}
-	if err := db.WithContext(ctx).Raw("SELECT state, COUNT(*) AS n FROM withdrawals WHERE out_request_no LIKE ? GROUP BY state", prefix+"%").
+	if err := db.Gorm().WithContext(ctx).Raw("SELECT state, COUNT(*) AS n FROM withdrawals WHERE out_request_no LIKE ? GROUP BY state", prefix+"%").
 		Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("count the run's withdrawals: %w", err)
 	}
@@ -241,7 +241,7 @@ func questions(ctx context.Context, db *store.DB) (int64, error) {
 		VariableName string `gorm:"column:Variable_name"`
 		Value        int64  `gorm:"column:Value"`
 	}
-	if err := db.DB.WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
+	if err := db.Gorm().WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
 		return 0, fmt.Errorf("read MariaDB's statement count: %w", err)
 	}
 	return row.Value, nil
