@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -49,9 +48,8 @@ var phases = []string{"sign", "intake", "dispatch", "relay", "e2e"}
 // Latest is bench/results/latest.json. The figures are medians over Runs
 // runs (one in quick mode); Samples has every run's value.
 type Latest struct {
-	When string `json:"when"`
-	Mode string `json:"mode"`
-	Runs int    `json:"runs"`
+	Machine
+	Runs int `json:"runs"`
 
 	IntakePerSec   *float64 `json:"intake_commands_per_sec,omitempty"`
 	NaivePerSec    *float64 `json:"naive_intake_commands_per_sec,omitempty"`
@@ -82,15 +80,6 @@ type Latest struct {
 	E2EOfferedPerSec    *float64           `json:"e2e_offered_per_sec,omitempty"`
 	E2ECompletedPerSec  *float64           `json:"e2e_open_loop_completed_per_sec,omitempty"`
 	MaxRSSMB            map[string]float64 `json:"max_rss_mb,omitempty"`
-
-	CPUCores       int     `json:"cpu_cores"`
-	MariaDBVersion string  `json:"mariadb_version"`
-	KafkaVersion   string  `json:"kafka_version"`
-	GitCommit      string  `json:"git_commit"`
-	GoVersion      string  `json:"go_version"`
-	LoadAvgStart   string  `json:"load_avg_start"`
-	LoadAvgEnd     string  `json:"load_avg_end"`
-	Seconds        float64 `json:"seconds"`
 
 	Volumes map[string]any       `json:"volumes"`
 	Samples map[string][]float64 `json:"samples"`
@@ -170,33 +159,14 @@ func allMain(args []string) error {
 
 // all runs the benchmarks selected by run, each o.runs times.
 func all(ctx context.Context, o allOptions, run map[string]bool) error {
-	dsn, brokers, err := brokersAndDSN()
+	br, err := startRun(ctx, o.quick, true)
 	if err != nil {
 		return err
 	}
-	root, err := bench.ModuleRoot()
-	if err != nil {
-		return err
-	}
-	started := time.Now()
-	mode := "full"
-	if o.quick {
-		mode = "quick"
-	}
-	res := &Latest{When: started.UTC().Format(time.RFC3339), Mode: mode, Runs: o.runs, CPUCores: runtime.NumCPU(),
-		GitCommit: bench.GitCommit(root), GoVersion: runtime.Version(), LoadAvgStart: bench.LoadAvg(),
-		Volumes: map[string]any{}, Samples: map[string][]float64{}}
-	if res.MariaDBVersion, err = bench.MariaDBVersion(ctx, dsn); err != nil {
-		return fmt.Errorf("mariadb: %w", err)
-	}
-	if res.KafkaVersion, err = bench.KafkaVersion(root); err != nil {
-		res.KafkaVersion = "unknown: " + err.Error()
-	}
-	step := func(format string, a ...any) {
-		fmt.Printf("[%6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, a...))
-	}
+	dsn, brokers, step := br.dsn, br.brokers, br.step
+	res := &Latest{Machine: br.machine, Runs: o.runs, Volumes: map[string]any{}, Samples: map[string][]float64{}}
 	step("bench all (%s mode, %d run(s) each): %d cores, load average %s, MariaDB %s, Kafka %s, commit %s",
-		mode, o.runs, res.CPUCores, res.LoadAvgStart, res.MariaDBVersion, res.KafkaVersion, res.GitCommit)
+		res.Mode, o.runs, res.CPUCores, res.LoadAvgStart, res.MariaDBVersion, res.KafkaVersion, res.GitCommit)
 	sample := func(key string, v float64) { res.Samples[key] = append(res.Samples[key], v) }
 
 	// The binaries first: a build failure should not wait for the rest.
@@ -357,8 +327,7 @@ func all(ctx context.Context, o allOptions, run map[string]bool) error {
 		res.E2EOfferedPerSec, res.E2ECompletedPerSec = &offered, med(res.Samples["e2e_open_loop_completed_per_sec"])
 	}
 
-	res.LoadAvgEnd = bench.LoadAvg()
-	res.Seconds = time.Since(started).Seconds()
+	res.Machine = br.finish()
 	res.Targets = targets(res, o.rate)
 	fmt.Println()
 	printTable(os.Stdout, res)

@@ -19,7 +19,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -47,8 +46,7 @@ type scaleOptions struct {
 
 // ScaleReport is bench/results/scale.json.
 type ScaleReport struct {
-	When     string         `json:"when"`
-	Mode     string         `json:"mode"`
+	Machine
 	Volumes  map[string]any `json:"volumes"`
 	Fill     map[string]any `json:"fill"`
 	Figures  []ScaleFigure  `json:"figures"`
@@ -59,14 +57,6 @@ type ScaleReport struct {
 	// Samples are every run's values of each figure (the figures are
 	// their medians).
 	Samples map[string]map[string][]float64 `json:"samples"`
-
-	CPUCores       int     `json:"cpu_cores"`
-	MariaDBVersion string  `json:"mariadb_version"`
-	GitCommit      string  `json:"git_commit"`
-	GoVersion      string  `json:"go_version"`
-	LoadAvgStart   string  `json:"load_avg_start"`
-	LoadAvgEnd     string  `json:"load_avg_end"`
-	Seconds        float64 `json:"seconds"`
 }
 
 // ScaleFigure is one figure on both databases (medians over the runs).
@@ -160,33 +150,18 @@ type scaleDB struct {
 }
 
 func runScale(ctx context.Context, o scaleOptions) error {
-	dsn, brokers, err := brokersAndDSN()
+	br, err := startRun(ctx, o.quick, false)
 	if err != nil {
 		return err
 	}
-	root, err := bench.ModuleRoot()
-	if err != nil {
-		return err
-	}
-	started := time.Now()
-	mode := "full"
-	if o.quick {
-		mode = "quick"
-	}
-	rep := &ScaleReport{When: started.UTC().Format(time.RFC3339), Mode: mode, CPUCores: runtime.NumCPU(),
-		GitCommit: bench.GitCommit(root), GoVersion: runtime.Version(), LoadAvgStart: bench.LoadAvg(),
+	dsn, brokers, started, step := br.dsn, br.brokers, br.started, br.step
+	rep := &ScaleReport{Machine: br.machine,
 		Volumes: map[string]any{"history_rows": o.rows, "empty_rows": o.emptyRows, "merchants": o.merchants, "burst_submitted": o.burst,
 			"burst_follow_ups": o.followUps, "burst_query_rate": o.rate, "intake_commands": o.intakeN, "dispatch_withdrawals": o.dispatchN,
 			"relay_events": o.relayN, "lookups": o.lookups, "runs": o.runs, "idle_sweeps": o.sweeps, "idle_dispatcher_seconds": o.idleDispatcher.Seconds()},
 		Fill: map[string]any{}, Burst: map[string]any{}, Examined: map[string]any{}}
-	if rep.MariaDBVersion, err = bench.MariaDBVersion(ctx, dsn); err != nil {
-		return fmt.Errorf("mariadb: %w", err)
-	}
-	step := func(format string, a ...any) {
-		fmt.Printf("[%6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, a...))
-	}
 	step("bench scale (%s): %d rows of history, %d cores, load average %s, MariaDB %s, commit %s",
-		mode, o.rows, rep.CPUCores, rep.LoadAvgStart, rep.MariaDBVersion, rep.GitCommit)
+		rep.Mode, o.rows, rep.CPUCores, rep.LoadAvgStart, rep.MariaDBVersion, rep.GitCommit)
 
 	id := bench.RandomHex(4)
 	now := time.Now().UTC()
@@ -378,8 +353,7 @@ func runScale(ctx context.Context, o scaleOptions) error {
 		}
 	}
 
-	rep.LoadAvgEnd = bench.LoadAvg()
-	rep.Seconds = time.Since(started).Seconds()
+	rep.Machine = br.finish()
 	for _, name := range order {
 		rep.Figures = append(rep.Figures, *figs[name])
 	}

@@ -1,4 +1,10 @@
-// Package app is the start-up both service binaries share: how a main
+// Package app is the one place where the orchestrator's components are
+// built and wired together from a config.Config: the intake, the
+// dispatcher, the outbox relay, the poller (with the reconciliation), the
+// WeChat Pay callbacks, the admin API, the console, and the HTTP server
+// that serves them with /metrics, /healthz and /readyz. cmd/consumer runs a
+// Consumer, cmd/poller a Poller, the devstack a Pipeline (all of them in
+// one process). It also holds the start-up the binaries share: how a main
 // reports errors, how the database is opened and migrated, and the metrics
 // registry every process serves.
 package app

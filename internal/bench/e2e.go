@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -19,12 +17,10 @@ import (
 
 	_ "github.com/go-sql-driver/mysql" // database/sql driver of the checks
 	"github.com/segmentio/kafka-go"
-	"gopkg.in/yaml.v3"
 
 	"github.com/paycore/withdraw/internal/kafkautil"
-	"github.com/paycore/withdraw/internal/pii"
-	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
+	"github.com/paycore/withdraw/internal/provider/sandbox/sandboxstack"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
@@ -74,18 +70,18 @@ type E2E struct {
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer
 
-	dir                                      string
-	keysDir, merchantKey, merchantPub, apiv3 string
-	allinpayKey, allinpayPub, piiKeys        string
+	dir  string
+	keys sandboxstack.Files
 }
 
-// Identities of the benchmark merchants.
-const (
-	e2eMchID    = "1900000109"
-	e2eSerial   = "BENCH0000000000000000000000000000000000"
-	e2eAppID    = "bench-app"
-	e2eAPIv3Key = "benchAPIv3Key0123456789abcdefXYZ" // 32 bytes, test only
-)
+// Identity of the benchmark's provider accounts.
+var e2eIdentity = sandboxstack.Identity{
+	MchID:      "1900000109",
+	CertSerial: "BENCH0000000000000000000000000000000000",
+	AppID:      "bench-app",
+}
+
+const e2eAPIv3Key = "benchAPIv3Key0123456789abcdefXYZ" // 32 bytes, test only
 
 // Setup generates the keys of every run once: the sandbox's (loaded by
 // each sandbox process with --keys-dir), the merchants' and the PII keys.
@@ -104,45 +100,12 @@ func (e *E2E) Setup() error {
 		return err
 	}
 	e.dir = dir
-	keys, err := sandbox.GenerateKeys()
+	keys, err := sandboxstack.LoadOrCreate(sandboxstack.HarnessFiles(dir),
+		sandboxstack.Generate{APIv3Key: e2eAPIv3Key, PIIKeyID: "bench"})
 	if err != nil {
 		return err
 	}
-	e.keysDir = filepath.Join(dir, "sandbox-keys")
-	if err := os.MkdirAll(e.keysDir, 0o700); err != nil {
-		return err
-	}
-	if err := keys.WriteKeys(e.keysDir); err != nil {
-		return err
-	}
-	write := func(name string, b []byte) (string, error) {
-		p := filepath.Join(dir, name)
-		return p, os.WriteFile(p, b, 0o600)
-	}
-	merchant, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return err
-	}
-	allinpay, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return err
-	}
-	for _, f := range []struct {
-		path *string
-		name string
-		b    []byte
-	}{
-		{&e.merchantKey, "merchant_key.pem", sandbox.PrivatePEM(merchant)},
-		{&e.merchantPub, "merchant_pub.pem", sandbox.PublicPEM(&merchant.PublicKey)},
-		{&e.apiv3, "apiv3.key", []byte(e2eAPIv3Key + "\n")},
-		{&e.allinpayKey, "allinpay_key.pem", sandbox.PrivatePEM(allinpay)},
-		{&e.allinpayPub, "allinpay_pub.pem", sandbox.PublicPEM(&allinpay.PublicKey)},
-		{&e.piiKeys, "pii.keys", []byte(pii.GenerateKeyLine("bench") + "\n")},
-	} {
-		if *f.path, err = write(f.name, f.b); err != nil {
-			return err
-		}
-	}
+	e.keys = keys.Files
 	return nil
 }
 
@@ -378,11 +341,9 @@ func (e *E2E) start(ctx context.Context) (_ *e2eRun, err error) {
 
 	// The sandbox, with the benchmark's WeChat merchant and Allinpay app.
 	env := baseEnv()
-	r.sandbox, r.sandboxURL, err = startProc("sandbox", e.SandboxBin, []string{
-		"--addr", "127.0.0.1:0", "--keys-dir", e.keysDir, "--final-delay", "1h", "--log-level", "info",
-		"--merchant", strings.Join([]string{e2eMchID, e2eSerial, e.merchantPub, e.apiv3}, ":"),
-		"--allinpay-app", e2eAppID + ":" + e.allinpayPub,
-	}, env, "sandbox listening", "addr", time.Minute)
+	r.sandbox, r.sandboxURL, err = startProc("sandbox", e.SandboxBin, append([]string{
+		"--addr", "127.0.0.1:0", "--final-delay", "1h", "--log-level", "info",
+	}, e.keys.SandboxArgs(e2eIdentity)...), env, "sandbox listening", "addr", time.Minute)
 	if err != nil {
 		return nil, err
 	}
@@ -462,7 +423,7 @@ func (e *E2E) consumerEnv(r *e2eRun, cfgFile string) []string {
 		"WITHDRAW_EVENTS_TOPIC=" + r.events,
 		"WITHDRAW_DLQ_TOPIC=" + r.dlq,
 		"WITHDRAW_CONSUMER_GROUP=bench.e2e.group." + r.id,
-		"WITHDRAW_PII_KEYS_FILE=" + e.piiKeys,
+		"WITHDRAW_PII_KEYS_FILE=" + e.keys.PIIKeys,
 		"WITHDRAW_CONFIG=" + cfgFile,
 		"WITHDRAW_HTTP_ADDR=127.0.0.1:0",
 		"WITHDRAW_INSTANCE_ID=bench-" + r.id,
@@ -476,56 +437,17 @@ func (e *E2E) consumerEnv(r *e2eRun, cfgFile string) []string {
 }
 
 // providersConfig writes the consumer's provider accounts for the
-// sandbox of r (its keys from GET /_sandbox/keys).
+// sandbox of r (its keys from GET /_sandbox/keys) into the run's directory.
 func (e *E2E) providersConfig(ctx context.Context, r *e2eRun) (string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.sandboxURL+"/_sandbox/keys", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var pk sandbox.PublicKeys
-	if err := json.NewDecoder(resp.Body).Decode(&pk); err != nil {
-		return "", fmt.Errorf("sandbox keys: %w", err)
-	}
 	dir := filepath.Join(e.dir, "run-"+r.id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	write := func(name string, b []byte) (string, error) {
-		p := filepath.Join(dir, name)
-		return p, os.WriteFile(p, b, 0o600)
-	}
-	cert, err := write("wechatpay_cert.pem", []byte(pk.PlatformCertPEM))
-	if err != nil {
-		return "", err
-	}
-	pub, err := write("wechatpay_pub.pem", []byte(pk.PublicKeyPEM))
-	if err != nil {
-		return "", err
-	}
-	apub, err := write("allinpay_public.pem", []byte(pk.AllinpayPublicPEM))
-	if err != nil {
-		return "", err
-	}
-	cfg := provider.Config{Accounts: []provider.Account{{
-		Name: withdrawal.DefaultAccount, Provider: provider.ProtocolWeChat, BaseURL: r.sandboxURL, Timeout: 10 * time.Second,
-		MchID: e2eMchID, CertSerial: e2eSerial, PrivateKeyFile: e.merchantKey,
-		PlatformCertFiles: []string{cert}, PublicKeyID: pk.PublicKeyID, PublicKeyFile: pub, APIv3KeyFile: e.apiv3,
-	}, {
-		Name: withdrawal.DefaultAccount, Provider: provider.ProtocolAllinpay, BaseURL: r.sandboxURL + sandbox.AllinpayGatewayPath,
-		Timeout: 10 * time.Second, AppID: e2eAppID, PrivateKeyFile: e.allinpayKey, AllinpayPublicKeyFile: apub,
-	}}}
-	for i := range cfg.Accounts {
-		if err := cfg.Accounts[i].Normalize(); err != nil {
-			return "", err
-		}
-	}
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		return "", err
-	}
-	return write("withdraw.yaml", b)
+	// 10s: the deployed default (provider.DefaultTimeout); no callbacks,
+	// the benchmark ends at the submitted events.
+	return sandboxstack.HarnessConfig(ctx, r.sandboxURL, dir, "withdraw.yaml", e.keys, sandboxstack.Settings{
+		Identity: e2eIdentity, Timeout: 10 * time.Second,
+	})
 }
 
 // probe sends a few commands through the whole pipeline and waits for

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/outbox"
@@ -65,7 +64,7 @@ func (c *Naive) one(ctx context.Context, m kafka.Message) error {
 		rejection = withdrawal.Validate(cmd)
 	}
 	hash, _ := withdrawal.ParamsHash(cmd)
-	return c.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return c.DB.InTx(ctx, func(tx *store.Tx) error {
 		if rejection != nil {
 			rec, err := outbox.Record(withdrawal.Event{
 				EventID: withdrawal.RejectionEventID(cmd.Key(), hash, rejection.Code), Type: withdrawal.EventRejected,
@@ -76,9 +75,9 @@ func (c *Naive) one(ctx context.Context, m kafka.Message) error {
 			if err != nil {
 				return err
 			}
-			return store.InsertOutbox(ctx, store.LegacyTx(tx), []store.OutboxEvent{rec})
+			return store.InsertOutbox(ctx, tx, []store.OutboxEvent{rec})
 		}
-		found, err := store.FindKeyHashes(ctx, store.LegacyTx(tx), []string{cmd.OutRequestNo})
+		found, err := store.FindKeyHashes(ctx, tx, []string{cmd.OutRequestNo})
 		if err != nil {
 			return err
 		}
@@ -95,10 +94,10 @@ func (c *Naive) one(ctx context.Context, m kafka.Message) error {
 		if err != nil {
 			return err
 		}
-		if err := store.InsertWithdrawals(ctx, store.LegacyTx(tx), []store.Withdrawal{row}); err != nil {
+		if err := store.InsertWithdrawals(ctx, tx, []store.Withdrawal{row}); err != nil {
 			return err
 		}
-		return store.InsertOutbox(ctx, store.LegacyTx(tx), []store.OutboxEvent{rec})
+		return store.InsertOutbox(ctx, tx, []store.OutboxEvent{rec})
 	})
 }
 

@@ -104,8 +104,11 @@ func (r *rig) submit(cmds ...*withdrawal.Command) map[string]string {
 		}
 		ids[c.OutRequestNo] = row.ID
 	}
-	d := dispatch.New(r.db, r.env.Registry(), keys, dispatch.Options{Instance: "d1", Rules: schedule.Accelerated(),
+	d, err := dispatch.New(r.db, r.env.Registry(), keys, dispatch.Options{Instance: "d1", Rules: schedule.Accelerated(),
 		PollInterval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		r.t.Fatal(err)
+	}
 	dctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = d.Run(dctx); close(done) }()

@@ -17,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/paycore/withdraw/internal/devstack"
+	"github.com/paycore/withdraw/internal/invariant"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
 	"github.com/paycore/withdraw/internal/store"
@@ -271,33 +272,25 @@ func (r *run) check(ctx context.Context, drained bool, drainTook time.Duration, 
 	if err != nil {
 		return nil, err
 	}
-	var twice, ledgerAmount, unknownOrders, paidNotCreated []string
-	created := map[string]int{}
-	submissions := 0
-	for _, o := range ledger.Orders {
-		submissions += o.Submissions
-		created[o.OutRequestNo] += o.Created
-		if o.Created > 1 {
-			twice = append(twice, fmt.Sprintf("%s created %d×", o.OutRequestNo, o.Created))
-		}
-		c, ok := wl.Valid[o.OutRequestNo]
-		switch {
-		case !ok:
-			unknownOrders = append(unknownOrders, o.OutRequestNo)
-		case o.Created > 0 && o.Amount != c.Amount:
-			ledgerAmount = append(ledgerAmount, fmt.Sprintf("%s %d≠%d", o.OutRequestNo, o.Amount, c.Amount))
-		}
+	commanded := make(map[string]int64, len(wl.Valid))
+	for no, c := range wl.Valid {
+		commanded[no] = c.Amount
 	}
+	paid := invariant.PaidAtMostOnce(ledger.Orders, commanded)
+	created := map[string]int{}
+	for _, o := range ledger.Orders {
+		created[o.OutRequestNo] += o.Created
+	}
+	var paidNotCreated []string
 	for _, w := range rows {
 		if (w.state == "SUCCEEDED" || w.state == "REVERSED") && created[w.no] != 1 {
 			paidNotCreated = append(paidNotCreated, fmt.Sprintf("%s %s created %d×", w.no, w.state, created[w.no]))
 		}
 	}
 	rep.inv("sandbox ledger: created ≤ 1 per order, amounts as commanded",
-		len(twice)+len(ledgerAmount)+len(unknownOrders)+len(paidNotCreated) == 0,
-		fmt.Sprintf("%d orders, %d submit requests; created twice %d, wrong amount %d, not a command %d, succeeded without one order %d%s",
-			len(ledger.Orders), submissions, len(twice), len(ledgerAmount), len(unknownOrders), len(paidNotCreated),
-			examples(twice, ledgerAmount, unknownOrders, paidNotCreated)))
+		len(paid.Violations)+len(paidNotCreated) == 0,
+		fmt.Sprintf("%d orders, %d submit requests; created twice, wrong amount or not a command %d, succeeded without one order %d%s",
+			paid.Orders, paid.Submissions, len(paid.Violations), len(paidNotCreated), examples(paid.Violations, paidNotCreated)))
 	rep.Faults = faultLines(ledger.FaultsInjected)
 
 	// 3. Nothing pending after the drain.
@@ -334,7 +327,7 @@ func (r *run) check(ctx context.Context, drained bool, drainTook time.Duration, 
 	if err != nil {
 		return nil, err
 	}
-	evs := map[string][]event{}
+	var events []invariant.Event
 	conflictRejected := map[string]bool{}
 	var undecodable int
 	var leaks []string
@@ -353,50 +346,19 @@ func (r *run) check(ctx context.Context, drained bool, drainTook time.Duration, 
 			}
 			continue
 		}
-		evs[e.WithdrawalID] = append(evs[e.WithdrawalID], e)
+		events = append(events, invariant.Event{WithdrawalID: e.WithdrawalID, Version: e.Version, State: e.State})
 	}
-	var noEvents, gaps, outOfOrder, lastWrong []string
-	republished := 0
-	for _, w := range rows {
-		es := evs[w.id]
-		if len(es) == 0 {
-			noEvents = append(noEvents, w.no)
-			continue
-		}
-		seen := map[int]event{}
-		maxV, ordered := 0, true
-		for _, e := range es {
-			if _, dup := seen[e.Version]; dup {
-				republished++
-				continue
-			}
-			if e.Version < maxV {
-				ordered = false
-			}
-			seen[e.Version] = e
-			maxV = max(maxV, e.Version)
-		}
-		if !ordered {
-			outOfOrder = append(outOfOrder, w.no)
-		}
-		for v := 1; v <= maxV; v++ {
-			if _, ok := seen[v]; !ok {
-				gaps = append(gaps, fmt.Sprintf("%s lacks v%d of %d", w.no, v, maxV))
-				break
-			}
-		}
-		if last := seen[maxV]; maxV != w.version || last.State != w.state {
-			lastWrong = append(lastWrong, fmt.Sprintf("%s event v%d %s, row v%d %s", w.no, maxV, last.State, w.version, w.state))
-		}
+	histRows := make([]invariant.Row, len(rows))
+	for i, w := range rows {
+		histRows[i] = invariant.Row{ID: w.id, OutRequestNo: w.no, State: w.state, Version: w.version}
 	}
+	hist := invariant.VersionsGapFree(histRows, events)
 	if undecodable > 0 {
-		gaps = append(gaps, fmt.Sprintf("%d events are not JSON", undecodable))
+		hist.Violations = append(hist.Violations, fmt.Sprintf("%d events are not JSON", undecodable))
 	}
-	rep.inv("events: versions 1..N, no gaps, in order, last = row state",
-		len(noEvents)+len(gaps)+len(outOfOrder)+len(lastWrong) == 0,
-		fmt.Sprintf("%d events of %d withdrawals (%d re-published copies); no events %d, gaps %d, out of order %d, last ≠ row %d%s",
-			len(msgs), len(evs), republished, len(noEvents), len(gaps), len(outOfOrder), len(lastWrong),
-			examples(noEvents, gaps, outOfOrder, lastWrong)))
+	rep.inv("events: versions 1..N, no gaps, in order, last = row state", len(hist.Violations) == 0,
+		fmt.Sprintf("%d events of %d withdrawals (%d re-published copies); %d violations%s",
+			len(msgs), hist.Withdrawals, hist.Republished, len(hist.Violations), examples(hist.Violations)))
 	var unrejected []string
 	for no := range wl.Conflicts {
 		if !conflictRejected[no] {

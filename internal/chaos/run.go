@@ -253,10 +253,9 @@ func (r *run) startProcs(ctx context.Context, bins map[string]string) error {
 		return err
 	}
 	env := baseEnv()
-	sbArgs := []string{"--addr", "127.0.0.1:0", "--keys-dir", k.sandboxDir, "--log-level", "info",
-		"--seed", strconv.FormatUint(r.o.Seed, 10), "--final-delay", "2s", "--p-fail", "0.05", "--p-close", "0.02",
-		"--merchant", strings.Join([]string{mchID, serial, k.merchantPub, k.apiv3}, ":"),
-		"--allinpay-app", appID + ":" + k.allinpayPub}
+	sbArgs := append([]string{"--addr", "127.0.0.1:0", "--log-level", "info",
+		"--seed", strconv.FormatUint(r.o.Seed, 10), "--final-delay", "2s", "--p-fail", "0.05", "--p-close", "0.02"},
+		k.SandboxArgs(identity)...)
 	for _, f := range r.o.Faults {
 		sbArgs = append(sbArgs, "--fault", f)
 	}
@@ -284,7 +283,7 @@ func (r *run) startProcs(ctx context.Context, bins map[string]string) error {
 		"WITHDRAW_EVENTS_TOPIC=" + r.topics.events,
 		"WITHDRAW_DLQ_TOPIC=" + r.topics.dlq,
 		"WITHDRAW_CONSUMER_GROUP=" + r.topics.group,
-		"WITHDRAW_PII_KEYS_FILE=" + k.piiKeys,
+		"WITHDRAW_PII_KEYS_FILE=" + k.PIIKeys,
 		"WITHDRAW_CONFIG=" + cfgFile,
 		"WITHDRAW_SCHEDULE=accelerated",
 		"WITHDRAW_RELAY=true",

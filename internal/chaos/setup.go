@@ -2,130 +2,44 @@ package chaos
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/paycore/withdraw/internal/pii"
-	"github.com/paycore/withdraw/internal/provider"
-	"github.com/paycore/withdraw/internal/provider/sandbox"
-	"github.com/paycore/withdraw/internal/withdrawal"
+	"github.com/paycore/withdraw/internal/provider/sandbox/sandboxstack"
 )
 
-// Identities of the suite's provider accounts.
-const (
-	mchID    = "1900000109"
-	serial   = "CHAOS00000000000000000000000000000000000"
-	appID    = "chaos-app"
-	apiv3Key = "chaosAPIv3Key0123456789abcdefXYZ" // 32 bytes, test only
-)
-
-// keys are the files of the sandbox's and the merchants' keys.
-type keys struct {
-	sandboxDir, merchantKey, merchantPub, apiv3 string
-	allinpayKey, allinpayPub, piiKeys           string
+// Identity of the suite's provider accounts.
+var identity = sandboxstack.Identity{
+	MchID:      "1900000109",
+	CertSerial: "CHAOS00000000000000000000000000000000000",
+	AppID:      "chaos-app",
 }
 
-func writeKeys(dir string) (*keys, error) {
-	k := &keys{sandboxDir: filepath.Join(dir, "sandbox-keys")}
-	sk, err := sandbox.GenerateKeys()
+const apiv3Key = "chaosAPIv3Key0123456789abcdefXYZ" // 32 bytes, test only
+
+// writeKeys generates the sandbox's and the merchants' keys into dir.
+func writeKeys(dir string) (sandboxstack.Files, error) {
+	k, err := sandboxstack.LoadOrCreate(sandboxstack.HarnessFiles(dir),
+		sandboxstack.Generate{APIv3Key: apiv3Key, PIIKeyID: "chaos"})
 	if err != nil {
-		return nil, err
+		return sandboxstack.Files{}, err
 	}
-	if err := os.MkdirAll(k.sandboxDir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := sk.WriteKeys(k.sandboxDir); err != nil {
-		return nil, err
-	}
-	merchant, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	allinpay, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range []struct {
-		path *string
-		name string
-		b    []byte
-	}{
-		{&k.merchantKey, "merchant_key.pem", sandbox.PrivatePEM(merchant)},
-		{&k.merchantPub, "merchant_pub.pem", sandbox.PublicPEM(&merchant.PublicKey)},
-		{&k.apiv3, "apiv3.key", []byte(apiv3Key + "\n")},
-		{&k.allinpayKey, "allinpay_key.pem", sandbox.PrivatePEM(allinpay)},
-		{&k.allinpayPub, "allinpay_pub.pem", sandbox.PublicPEM(&allinpay.PublicKey)},
-		{&k.piiKeys, "pii.keys", []byte(pii.GenerateKeyLine("chaos") + "\n")},
-	} {
-		*f.path = filepath.Join(dir, f.name)
-		if err := os.WriteFile(*f.path, f.b, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	return k, nil
+	return k.Files, nil
 }
 
 // providersConfig writes the provider accounts (WITHDRAW_CONFIG) for the
 // sandbox at sandboxURL, its public keys read from GET /_sandbox/keys;
 // WeChat callbacks go to notifyURL.
-func providersConfig(ctx context.Context, dir string, k *keys, sandboxURL, notifyURL string) (string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sandboxURL+"/_sandbox/keys", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var pk sandbox.PublicKeys
-	if err := json.NewDecoder(resp.Body).Decode(&pk); err != nil {
-		return "", fmt.Errorf("sandbox keys: %w", err)
-	}
-	write := func(name, s string) (string, error) {
-		p := filepath.Join(dir, name)
-		return p, os.WriteFile(p, []byte(s), 0o600)
-	}
-	cert, err := write("wechatpay_cert.pem", pk.PlatformCertPEM)
-	if err != nil {
-		return "", err
-	}
-	pub, err := write("wechatpay_pub.pem", pk.PublicKeyPEM)
-	if err != nil {
-		return "", err
-	}
-	apub, err := write("allinpay_public.pem", pk.AllinpayPublicPEM)
-	if err != nil {
-		return "", err
-	}
+func providersConfig(ctx context.Context, dir string, k sandboxstack.Files, sandboxURL, notifyURL string) (string, error) {
 	// 5s: a killed sandbox connection (timeout_after_commit) must not hold
 	// a claim long; the dispatcher's lease (15s) must exceed it.
-	cfg := provider.Config{Accounts: []provider.Account{{
-		Name: withdrawal.DefaultAccount, Provider: provider.ProtocolWeChat, BaseURL: sandboxURL, Timeout: 5 * time.Second,
-		MchID: mchID, CertSerial: serial, PrivateKeyFile: k.merchantKey,
-		PlatformCertFiles: []string{cert}, PublicKeyID: pk.PublicKeyID, PublicKeyFile: pub, APIv3KeyFile: k.apiv3,
-		NotifyURL: notifyURL,
-	}, {
-		Name: withdrawal.DefaultAccount, Provider: provider.ProtocolAllinpay, BaseURL: sandboxURL + sandbox.AllinpayGatewayPath,
-		Timeout: 5 * time.Second, AppID: appID, PrivateKeyFile: k.allinpayKey, AllinpayPublicKeyFile: apub,
-	}}}
-	for i := range cfg.Accounts {
-		if err := cfg.Accounts[i].Normalize(); err != nil {
-			return "", err
-		}
-	}
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		return "", err
-	}
-	return write("providers.yaml", string(b))
+	return sandboxstack.HarnessConfig(ctx, sandboxURL, dir, "providers.yaml", k, sandboxstack.Settings{
+		Identity: identity, Timeout: 5 * time.Second, NotifyURL: notifyURL,
+	})
 }
 
 // buildBinaries builds the product's binaries (without -race, as deployed).

@@ -29,34 +29,23 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/paycore/withdraw/internal/admin"
-	"github.com/paycore/withdraw/internal/callback"
-	"github.com/paycore/withdraw/internal/console"
-	"github.com/paycore/withdraw/internal/deadletter"
-	"github.com/paycore/withdraw/internal/dispatch"
-	"github.com/paycore/withdraw/internal/httpserver"
+	"github.com/paycore/withdraw/internal/app"
+	"github.com/paycore/withdraw/internal/config"
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/logging"
-	"github.com/paycore/withdraw/internal/outbox/relay"
-	"github.com/paycore/withdraw/internal/pii"
-	"github.com/paycore/withdraw/internal/poll"
-	"github.com/paycore/withdraw/internal/provider/clients"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
-	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
 )
 
 // Topics and consumer group of the devstack: the production defaults.
 const (
-	CommandsTopic = "withdraw.commands"
-	EventsTopic   = "withdraw.events"
-	DLQTopic      = "withdraw.commands.dlq"
-	ConsumerGroup = "withdraw-intake"
+	CommandsTopic = config.CommandsTopicDefault
+	EventsTopic   = config.EventsTopicDefault
+	DLQTopic      = intake.DLQTopicDefault
+	ConsumerGroup = config.ConsumerGroupDefault
 )
 
 // providerTimeout bounds one call to the sandbox.
@@ -206,10 +195,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.PIIKeysFile = keys.piiKeysFile
-	piiKeys, err := pii.LoadKeyringFile(keys.piiKeysFile)
-	if err != nil {
-		return nil, err
-	}
+	cfg := opts.config()
+	cfg.PIIKeysFile = s.PIIKeysFile
 
 	// Kafka.
 	if len(opts.KafkaBrokers) > 0 {
@@ -220,13 +207,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 		s.Embedded = true
 	}
-	topics := []kafkautil.TopicSpec{
-		{Name: CommandsTopic, Partitions: opts.Partitions, ReplicationFactor: 1},
-		{Name: EventsTopic, Partitions: opts.Partitions, ReplicationFactor: 1},
-		{Name: DLQTopic, Partitions: opts.Partitions, ReplicationFactor: 1, MaxMessageBytes: kafkautil.DefaultMaxMessageBytes},
-	}
+	cfg.KafkaBrokers = s.Brokers
 	ensureCtx, cancelEnsure := context.WithTimeout(ctx, 30*time.Second)
-	err = kafkautil.EnsureTopics(ensureCtx, s.Brokers, topics)
+	err = kafkautil.EnsureTopics(ensureCtx, s.Brokers, app.Topics(cfg))
 	cancelEnsure()
 	if err != nil {
 		return nil, fmt.Errorf("kafka %v: %w", s.Brokers, err)
@@ -234,7 +217,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	// Database.
 	if opts.MySQLDSN != "" {
-		s.DB, err = store.OpenMySQL(ctx, opts.MySQLDSN, store.PoolOptions{MaxOpen: 16})
+		s.DB, err = store.OpenMySQL(ctx, opts.MySQLDSN, store.PoolOptions{MaxOpen: cfg.DBMaxOpen})
 		s.Database = "mysql (--mysql-dsn)"
 	} else {
 		file := filepath.Join(dir, sqliteFile)
@@ -249,16 +232,16 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if _, err := db.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	if err := db.WithContext(ctx).Model(&store.Withdrawal{}).
-		Where("state IN ?", []string{"SUBMITTING", "SUBMITTED", "UNKNOWN"}).Count(&s.Inherited).Error; err != nil {
+	byState, err := store.CountByState(ctx, db)
+	if err != nil {
 		return nil, err
 	}
+	s.Inherited = byState["SUBMITTING"] + byState["SUBMITTED"] + byState["UNKNOWN"]
 
 	// HTTP first: the WeChat notify_url must name its real address.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := httpserver.New(reg)
-	if err := srv.Start(opts.HTTPAddr); err != nil {
+	reg := app.NewRegistry()
+	srv, err := app.Listen(opts.HTTPAddr, reg)
+	if err != nil {
 		return nil, fmt.Errorf("--http-addr: %w", err)
 	}
 	s.closers = append(s.closers, func() {
@@ -267,6 +250,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		_ = srv.Shutdown(c)
 	})
 	s.HTTPAddr = srv.Addr()
+	cfg.HTTPAddr = s.HTTPAddr
 	s.Mux = srv.Mux
 
 	// The sandbox.
@@ -274,120 +258,51 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.ProvidersFile = filepath.Join(dir, providersFile)
-	pcfg, err := writeProviders(s.ProvidersFile,
-		keys.providerAccounts("http://"+s.SandboxAddr, "http://"+s.HTTPAddr+"/notify/wechatpay/"+"default"))
-	if err != nil {
+	if _, err := writeProviders(s.ProvidersFile,
+		keys.providerAccounts("http://"+s.SandboxAddr, "http://"+s.HTTPAddr+"/notify/wechatpay/"+"default")); err != nil {
 		return nil, err
 	}
-	copts := clients.Options{Logger: log}
-	providers, err := clients.New(pcfg, copts)
-	if err != nil {
-		return nil, err
-	}
-	wechat, err := clients.WeChatClients(pcfg, copts)
-	if err != nil {
-		return nil, err
-	}
-
-	// The pipeline, on a context of its own so that Close stops it.
-	runCtx, cancel := context.WithCancel(ctx)
-	s.cancel = cancel
-	rules := schedule.Accelerated()
-	relay, waitRelay := relay.Start(runCtx, db, s.Brokers, EventsTopic, opts.InstanceID, log, reg)
-	disp := dispatch.New(db, providers, piiKeys, dispatch.Options{
-		Instance:     opts.InstanceID,
-		LeaseTTL:     30 * time.Second,
-		PollInterval: 250 * time.Millisecond,
-		Rules:        rules,
-		OnChange:     relay.Notify,
-		Logger:       log,
-		Metrics:      dispatch.NewMetrics(reg),
-	})
-	poller, err := poll.New(db, providers, poll.Options{
-		Instance:  opts.InstanceID,
-		Rules:     rules,
-		SweepSpec: "@every 1s",
-		Retention: func(ctx context.Context) (int64, error) { return relay.Purge(ctx, 7*24*time.Hour) },
-		Logger:    log,
-		Metrics:   poll.NewMetrics(reg),
-	})
-	if err != nil {
-		cancel()
-		waitRelay()
-		return nil, err
-	}
-	reader := kafkautil.NewGroupReader(s.Brokers, ConsumerGroup, CommandsTopic)
-	dlq := kafkautil.NewDLQWriter(s.Brokers, kafkautil.DefaultMaxMessageBytes)
-	in, err := intake.New(db, reader, dlq, intake.Options{
-		BatchSize:         500,
-		DLQTopic:          DLQTopic,
-		Keys:              piiKeys,
-		ShutdownGrace:     5 * time.Second,
-		Logger:            log,
-		Metrics:           intake.NewMetrics(reg),
-		AfterStore:        func(merchantKeys []string) { disp.NotifyDue(merchantKeys); relay.Notify() },
-		AccountConfigured: providers.Has,
-	})
-	if err != nil {
-		cancel()
-		waitRelay()
-		_ = reader.Close()
-		_ = dlq.Close()
-		return nil, err
-	}
-	callback.NewWeChat(db, wechat, poller, log).Register(srv.Mux)
+	cfg.ProvidersFile = s.ProvidersFile
 	s.AdminTokenFile = filepath.Join(dir, adminTokenFile)
 	if s.AdminToken, err = adminToken(s.AdminTokenFile, opts.AdminToken); err != nil {
-		cancel()
-		waitRelay()
 		return nil, err
 	}
-	if err := admin.Mount(srv.Mux, db, s.AdminTokenFile, keys.piiKeysFile, log); err != nil {
-		cancel()
-		waitRelay()
-		return nil, err
-	}
-	if err := console.Mount(srv.Mux, db, s.AdminTokenFile, keys.piiKeysFile, console.Options{Rules: rules, Gatherer: reg, Logger: log,
-		DeadLetters: deadletter.Topics{Brokers: s.Brokers, DLQ: DLQTopic, Commands: CommandsTopic}}); err != nil {
-		cancel()
-		waitRelay()
-		return nil, err
-	}
-	srv.AddCheck("database", db.Ping)
-	brokers := s.Brokers
-	srv.AddCheck("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, brokers) })
-	srv.AddCheck("intake", func(context.Context) error { return in.Ready() })
-	srv.AddCheck("relay", func(context.Context) error { return relay.Ready() })
+	cfg.AdminTokenFile = s.AdminTokenFile
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	for name, run := range map[string]func(context.Context) error{"intake": in.Run, "dispatcher": disp.Run, "poller": poller.Run} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := run(runCtx)
-			if err != nil && runCtx.Err() == nil {
-				log.Error(name+" stopped", "err", err)
-				errs <- fmt.Errorf("%s: %w", name, err)
-			}
-			cancel() // one part down: stop the rest
-		}()
+	// The pipeline, on a context of its own so that Close stops it.
+	pipeline, err := app.NewPipeline(cfg, db, srv, reg, log)
+	if err != nil {
+		return nil, err
 	}
+	runCtx, cancel := context.WithCancel(ctx)
+	s.cancel = cancel
 	go func() {
-		wg.Wait()
-		waitRelay()
-		_ = reader.Close()
-		_ = dlq.Close()
-		select {
-		case err := <-errs:
-			s.runErr = err
-		default:
-		}
+		s.runErr = pipeline.Run(runCtx)
 		s.closeAll()
 		close(s.done)
 	}()
 	log.Info("devstack started", "http", s.HTTPAddr, "sandbox", s.SandboxAddr, "brokers", s.Brokers, "database", s.Database)
 	return s, nil
+}
+
+// config are the orchestrator's settings in the devstack: the production
+// defaults but for the accelerated provider timing rules, a sweep every
+// second, smaller batches and shorter leases and waits. Start fills in the
+// brokers, the addresses and the files once it knows them.
+func (o *Options) config() *config.Config {
+	cfg := config.Defaults()
+	cfg.MySQLDSN = o.MySQLDSN
+	cfg.CommandsTopic, cfg.EventsTopic, cfg.DLQTopic, cfg.ConsumerGroup = CommandsTopic, EventsTopic, DLQTopic, ConsumerGroup
+	cfg.TopicPartitions, cfg.TopicReplication = o.Partitions, 1
+	cfg.InstanceID = o.InstanceID
+	cfg.LogLevel = o.LogLevel
+	cfg.Schedule = "accelerated"
+	cfg.DBMaxOpen = 16
+	cfg.IntakeBatchSize = 500
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.DispatchLeaseTTL = 30 * time.Second
+	cfg.PollInterval = time.Second
+	return cfg
 }
 
 // startKafka starts the embedded broker on addr, keeping its data in dir.

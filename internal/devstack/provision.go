@@ -11,13 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
-	"github.com/paycore/withdraw/internal/provider/wechatpay"
-	"github.com/paycore/withdraw/internal/withdrawal"
+	"github.com/paycore/withdraw/internal/provider/sandbox/sandboxstack"
 )
 
 // Identities of the devstack's provider accounts (all named "default").
@@ -88,70 +84,55 @@ func prepareDataDir(dir string, fresh bool) error {
 }
 
 // keyring holds every key of the devstack, generated on first start and
-// loaded from the data directory afterwards.
+// loaded from the data directory afterwards (see sandboxstack.LoadOrCreate),
+// with the merchant certificate serial derived from the merchant key.
 type keyring struct {
 	sandbox        *sandbox.Keys
 	merchant       *rsa.PrivateKey // WeChat apiclient_key
 	merchantSerial string
 	apiv3Key       []byte
 	allinpay       *rsa.PrivateKey // Allinpay merchant RSA2 key
+	piiKeysFile    string
 
 	// Files written for the clients.
-	merchantKeyFile, apiv3KeyFile, allinpayKeyFile   string
-	platformCertFile, publicKeyFile, allinpayPubFile string
-	piiKeysFile                                      string
+	files   sandboxstack.Files
+	trusted sandboxstack.Trusted
 }
 
 // loadOrCreateKeys reads the keys of dir, generating the missing ones.
 func loadOrCreateKeys(dir string) (*keyring, error) {
+	keys, err := sandboxstack.LoadOrCreate(sandboxstack.Files{
+		SandboxKeys: filepath.Join(dir, sandboxDir),
+		MerchantKey: filepath.Join(dir, keysDir, "apiclient_key.pem"),
+		APIv3Key:    filepath.Join(dir, keysDir, "apiv3.key"),
+		AllinpayKey: filepath.Join(dir, keysDir, "allinpay_merchant_key.pem"),
+		PIIKeys:     filepath.Join(dir, piiKeysFile),
+	}, sandboxstack.Generate{
+		// No fixed APIv3 key: a random one on first start.
+		PIIKeyID:   "dev1",
+		PIIComment: "payee data keys of the devstack (see internal/pii); current key first",
+	})
+	if errors.Is(err, sandboxstack.ErrUnusable) {
+		return nil, fmt.Errorf("%w (start with --fresh to regenerate)", err)
+	}
+	if err != nil {
+		return nil, err
+	}
 	k := &keyring{
-		merchantKeyFile:  filepath.Join(dir, keysDir, "apiclient_key.pem"),
-		apiv3KeyFile:     filepath.Join(dir, keysDir, "apiv3.key"),
-		allinpayKeyFile:  filepath.Join(dir, keysDir, "allinpay_merchant_key.pem"),
-		platformCertFile: filepath.Join(dir, keysDir, "wechatpay_platform_cert.pem"),
-		publicKeyFile:    filepath.Join(dir, keysDir, "wechatpay_pub_key.pem"),
-		allinpayPubFile:  filepath.Join(dir, keysDir, "allinpay_public.pem"),
-		piiKeysFile:      filepath.Join(dir, piiKeysFile),
-	}
-	var err error
-	sbDir := filepath.Join(dir, sandboxDir)
-	if _, statErr := os.Stat(filepath.Join(sbDir, sandbox.FilePubKeyID)); statErr == nil {
-		if k.sandbox, err = sandbox.LoadKeys(sbDir); err != nil {
-			return nil, fmt.Errorf("%w (start with --fresh to regenerate)", err)
-		}
-	} else {
-		if k.sandbox, err = sandbox.GenerateKeys(); err != nil {
-			return nil, err
-		}
-		if err := k.sandbox.WriteKeys(sbDir); err != nil {
-			return nil, err
-		}
-	}
-	if k.merchant, err = loadOrCreateRSA(k.merchantKeyFile); err != nil {
-		return nil, err
-	}
-	if k.allinpay, err = loadOrCreateRSA(k.allinpayKeyFile); err != nil {
-		return nil, err
+		sandbox: keys.Sandbox, merchant: keys.Merchant, apiv3Key: keys.APIv3Key, allinpay: keys.Allinpay,
+		piiKeysFile: keys.Files.PIIKeys,
+		files:       keys.Files,
+		trusted: sandboxstack.Trusted{
+			PlatformCert:   filepath.Join(dir, keysDir, "wechatpay_platform_cert.pem"),
+			PublicKey:      filepath.Join(dir, keysDir, "wechatpay_pub_key.pem"),
+			AllinpayPublic: filepath.Join(dir, keysDir, "allinpay_public.pem"),
+			PublicKeyID:    keys.Sandbox.PubKeyID,
+		},
 	}
 	// The merchant certificate serial: stable for a key, 40 hex digits
 	// like WeChat's.
 	sum := sha1.Sum(sandbox.PublicPEM(&k.merchant.PublicKey))
 	k.merchantSerial = strings.ToUpper(hex.EncodeToString(sum[:]))
-
-	if k.apiv3Key, err = loadOrCreate(k.apiv3KeyFile, func() ([]byte, error) {
-		return []byte(rand.Text()[:26] + "devAPI"), nil // 32 bytes, like WeChat's APIv3 key
-	}); err != nil {
-		return nil, err
-	}
-	k.apiv3Key = []byte(strings.TrimSpace(string(k.apiv3Key)))
-	if len(k.apiv3Key) != 32 {
-		return nil, fmt.Errorf("%s: the APIv3 key must be 32 bytes (start with --fresh to regenerate)", k.apiv3KeyFile)
-	}
-	if _, err = loadOrCreate(k.piiKeysFile, func() ([]byte, error) {
-		return []byte("# payee data keys of the devstack (see internal/pii); current key first\n" + pii.GenerateKeyLine("dev1") + "\n"), nil
-	}); err != nil {
-		return nil, err
-	}
 	return k, nil
 }
 
@@ -164,132 +145,33 @@ func adminToken(file, token string) (string, error) {
 		}
 		return token, os.WriteFile(file, []byte(token+"\n"), 0o600)
 	}
-	b, err := loadOrCreate(file, func() ([]byte, error) { return []byte("dev-" + rand.Text() + "\n"), nil })
+	b, err := sandboxstack.ReadOrCreate(file, func() ([]byte, error) { return []byte("dev-" + rand.Text() + "\n"), nil })
 	return strings.TrimSpace(string(b)), err
-}
-
-func loadOrCreate(file string, gen func() ([]byte, error)) ([]byte, error) {
-	b, err := os.ReadFile(file)
-	if err == nil {
-		return b, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	if b, err = gen(); err != nil {
-		return nil, err
-	}
-	return b, os.WriteFile(file, b, 0o600)
-}
-
-func loadOrCreateRSA(file string) (*rsa.PrivateKey, error) {
-	b, err := loadOrCreate(file, func() ([]byte, error) {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			return nil, err
-		}
-		return sandbox.PrivatePEM(k), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	k, err := wechatpay.ParsePrivateKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w (start with --fresh to regenerate)", file, err)
-	}
-	return k, nil
 }
 
 // writePublic writes what the clients must trust of the provider (the
 // sandbox): WeChat Pay's platform certificate and public key, Allinpay's
 // public key.
 func (k *keyring) writePublic(pub sandbox.PublicKeys) error {
-	for file, b := range map[string]string{
-		k.platformCertFile: pub.PlatformCertPEM,
-		k.publicKeyFile:    pub.PublicKeyPEM,
-		k.allinpayPubFile:  pub.AllinpayPublicPEM,
-	} {
-		if err := os.WriteFile(file, []byte(b), 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
+	return k.trusted.Write(pub)
 }
 
 // providerAccounts are the clients' accounts: "default" for WeChat (three
 // channels) and Allinpay, against the sandbox at sandboxURL, WeChat
 // callbacks to notifyURL.
 func (k *keyring) providerAccounts(sandboxURL, notifyURL string) []provider.Account {
-	return []provider.Account{
-		{
-			Name: withdrawal.DefaultAccount, Provider: provider.ProtocolWeChat, BaseURL: sandboxURL,
-			Timeout: providerTimeout, MchID: MchID, CertSerial: k.merchantSerial,
-			PrivateKeyFile:    k.merchantKeyFile,
-			PlatformCertFiles: []string{k.platformCertFile},
-			PublicKeyID:       k.sandbox.PubKeyID,
-			PublicKeyFile:     k.publicKeyFile,
-			APIv3KeyFile:      k.apiv3KeyFile,
-			NotifyURL:         notifyURL,
-		},
-		{
-			Name: withdrawal.DefaultAccount, Provider: provider.ProtocolAllinpay, BaseURL: sandboxURL + sandbox.AllinpayGatewayPath,
-			Timeout: providerTimeout, AppID: AllinpayAppID,
-			PrivateKeyFile:        k.allinpayKeyFile,
-			AllinpayPublicKeyFile: k.allinpayPubFile,
-		},
-	}
+	return sandboxstack.Accounts(sandboxURL, k.files, k.trusted, sandboxstack.Settings{
+		Identity: sandboxstack.Identity{MchID: MchID, CertSerial: k.merchantSerial, AppID: AllinpayAppID},
+		Timeout:  providerTimeout, NotifyURL: notifyURL,
+	})
 }
 
 // writeProviders writes the accounts as a WITHDRAW_CONFIG file (so that a
 // cmd/consumer or cmd/poller can be pointed at the same sandbox) and loads
 // it back the way the binaries do.
 func writeProviders(file string, accounts []provider.Account) (*provider.Config, error) {
-	var b strings.Builder
-	b.WriteString("# Written by cmd/devstack at every start: the provider accounts of the devstack's sandbox.\n" +
-		"# Usable as WITHDRAW_CONFIG for cmd/consumer and cmd/poller while the devstack runs.\n" +
-		"accounts:\n")
-	kv := func(first bool, key, v string) {
-		if v == "" {
-			return
-		}
-		prefix := "    "
-		if first {
-			prefix = "  - "
-		}
-		q, _ := yaml.Marshal(v)
-		fmt.Fprintf(&b, "%s%s: %s", prefix, key, q)
-	}
-	for _, a := range accounts {
-		kv(true, "name", a.Name)
-		kv(false, "provider", string(a.Provider))
-		kv(false, "base_url", a.BaseURL)
-		kv(false, "timeout", a.Timeout.String())
-		kv(false, "private_key_file", a.PrivateKeyFile)
-		kv(false, "mchid", a.MchID)
-		kv(false, "cert_serial", a.CertSerial)
-		if len(a.PlatformCertFiles) > 0 {
-			q, _ := yaml.Marshal(a.PlatformCertFiles)
-			fmt.Fprintf(&b, "    platform_cert_files:\n%s", indent(string(q), "      "))
-		}
-		kv(false, "public_key_id", a.PublicKeyID)
-		kv(false, "public_key_file", a.PublicKeyFile)
-		kv(false, "apiv3_key_file", a.APIv3KeyFile)
-		kv(false, "notify_url", a.NotifyURL)
-		kv(false, "app_id", a.AppID)
-		kv(false, "allinpay_public_key_file", a.AllinpayPublicKeyFile)
-	}
-	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
-		return nil, err
-	}
-	return provider.LoadConfig(file)
-}
-
-func indent(s, prefix string) string {
-	lines := strings.SplitAfter(s, "\n")
-	for i, l := range lines {
-		if l != "" {
-			lines[i] = prefix + l
-		}
-	}
-	return strings.Join(lines, "")
+	return sandboxstack.WriteConfig(file,
+		"Written by cmd/devstack at every start: the provider accounts of the devstack's sandbox.\n"+
+			"Usable as WITHDRAW_CONFIG for cmd/consumer and cmd/poller while the devstack runs.",
+		accounts)
 }

@@ -2,7 +2,6 @@ package dispatch_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"testing"
@@ -49,7 +48,11 @@ func (r *rig) dispatcher(name string, opts dispatch.Options) *dispatch.Dispatche
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 20 * time.Millisecond
 	}
-	return dispatch.New(r.db, r.env.Registry(), r.keys, opts)
+	d, err := dispatch.New(r.db, r.env.Registry(), r.keys, opts)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return d
 }
 
 func run(t *testing.T, d *dispatch.Dispatcher) (stop func()) {
@@ -89,36 +92,6 @@ func (r *rig) waitFor(timeout time.Duration, done func(map[string]int64) bool) {
 	}
 }
 
-// assertVersionsGapFree checks that every withdrawal's events have versions
-// 1..version, each once, and that the last event matches the row.
-func (r *rig) assertVersionsGapFree() {
-	r.t.Helper()
-	var rows []store.Withdrawal
-	if err := r.db.Find(&rows).Error; err != nil {
-		r.t.Fatal(err)
-	}
-	for _, w := range rows {
-		events, err := store.EventsOf(context.Background(), r.db, w.ID)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if len(events) != w.Version {
-			r.t.Errorf("%s: %d events for version %d", w.OutRequestNo, len(events), w.Version)
-			continue
-		}
-		for i, e := range events {
-			if e.Version != i+1 {
-				r.t.Errorf("%s: event %d has version %d", w.OutRequestNo, i, e.Version)
-			}
-		}
-		var last withdrawal.Event
-		_ = json.Unmarshal(events[len(events)-1].Payload, &last)
-		if string(last.State) != w.State {
-			r.t.Errorf("%s: last event says %s, row says %s", w.OutRequestNo, last.State, w.State)
-		}
-	}
-}
-
 func exportKeyring(_ *testing.T, r *rig) string { return r.keyLine }
 
 // commandFor is a valid command of the channel numbered i.
@@ -154,9 +127,9 @@ func TestDispatchHappyPath(t *testing.T) {
 		t.Errorf("states %v, want 40 SUBMITTED", counts)
 	}
 	r.env.AssertPaidAtMostOnce()
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 	var w store.Withdrawal
-	r.db.Where("channel = ?", "wechatpay_platform").First(&w)
+	r.db.Gorm().Where("channel = ?", "wechatpay_platform").First(&w)
 	if w.ProviderRef == "" || w.SubmittedAt == nil || w.Submissions != 1 || len(w.ProviderRequest) == 0 {
 		t.Errorf("submitted row incomplete: ref %q submitted_at %v submissions %d", w.ProviderRef, w.SubmittedAt, w.Submissions)
 	}
@@ -181,7 +154,7 @@ func TestDispatchRejectionFails(t *testing.T) {
 	if w.State != "FAILED" || w.ReasonCode != "NOT_ENOUGH" {
 		t.Errorf("state %s reason %s, want FAILED NOT_ENOUGH", w.State, w.ReasonCode)
 	}
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 }
 
 // TestDispatchFaultsNeverPayTwice runs two dispatchers against a sandbox
@@ -220,7 +193,7 @@ func TestDispatchFaultsNeverPayTwice(t *testing.T) {
 	if counts["SUBMITTED"] != int64(n) {
 		t.Errorf("states %v, want all %d SUBMITTED", counts, n)
 	}
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 }
 
 // TestDispatchFairness: a merchant with a long queue does not starve one
@@ -246,7 +219,7 @@ func TestDispatchFairness(t *testing.T) {
 	stop()
 
 	var rows []store.Withdrawal
-	r.db.Order("submitted_at").Find(&rows)
+	r.db.Gorm().Order("submitted_at").Find(&rows)
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].SubmittedAt.Before(*rows[j].SubmittedAt) })
 	lastSmall := -1
 	for i, w := range rows {
@@ -268,11 +241,14 @@ func TestDispatchExpiredLeaseBecomesUnknownThenSettles(t *testing.T) {
 	r := newRig(t, sandbox.Options{})
 	r.seed(providertest.Command(withdrawal.ChannelWeChatPlatform, "L1", 100))
 	ctx := context.Background()
-	// A dispatcher whose clock runs 2 minutes ahead sees every lease as
-	// expired; claim by hand, as a crashed instance would have.
-	if err := r.db.Exec("UPDATE withdrawals SET state='SUBMITTING', claimed_from='ACCEPTED', lease_owner='dead:0', lease_expires_at=?, next_attempt_at=?, first_sent_at=? WHERE out_request_no='L1'",
-		time.Now().UTC().Add(-time.Second), time.Now().UTC().Add(-time.Second), time.Now().UTC()).Error; err != nil {
+	// Claimed by an instance that crashed: its lease ended a second ago.
+	l1, err := store.GetWithdrawalByKey(ctx, r.db, "wechatpay_platform", "default", "L1")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if lost, err := store.ClaimWithdrawals(ctx, r.db, []store.Claim{{ID: l1.ID, Version: l1.Version}}, "dead:0",
+		time.Now().UTC().Add(-time.Second), time.Now().UTC()); err != nil || len(lost) > 0 {
+		t.Fatalf("claim L1: lost %v, %v", lost, err)
 	}
 	d := r.dispatcher("d1", dispatch.Options{})
 	n, err := d.ExpireLeases(ctx)
@@ -300,7 +276,7 @@ func TestDispatchExpiredLeaseBecomesUnknownThenSettles(t *testing.T) {
 		t.Errorf("attempts %v, want a NOT_FOUND query first and an accepted resubmit last", ops)
 	}
 	r.env.AssertPaidAtMostOnce()
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 }
 
 // TestDispatchRedrivesInit: when the poller asks for the INIT order to be
@@ -318,7 +294,7 @@ func TestDispatchRedrivesInit(t *testing.T) {
 		t.Fatalf("after submit: %s v%d", w.State, w.Version)
 	}
 	// What the poller does on INIT.
-	if err := r.db.Exec("UPDATE withdrawals SET resubmit_requested = 1, next_attempt_at = ? WHERE id = ?", time.Now().UTC(), w.ID).Error; err != nil {
+	if err := r.db.Gorm().Exec("UPDATE withdrawals SET resubmit_requested = 1, next_attempt_at = ? WHERE id = ?", time.Now().UTC(), w.ID).Error; err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -340,7 +316,7 @@ func TestDispatchRedrivesInit(t *testing.T) {
 			t.Errorf("ledger %+v, want 2 submissions and 1 creation", o)
 		}
 	}
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 }
 
 // TestDispatchFindsNewWorkWhileBusy: while a backlog keeps every claim
@@ -367,7 +343,7 @@ func TestDispatchFindsNewWorkWhileBusy(t *testing.T) {
 	stop()
 
 	var rows []store.Withdrawal
-	r.db.Find(&rows)
+	r.db.Gorm().Find(&rows)
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].SubmittedAt.Before(*rows[j].SubmittedAt) })
 	for i, w := range rows {
 		if w.OutRequestNo == "LATE1" {

@@ -70,8 +70,11 @@ type Dispatcher struct {
 
 // New builds a dispatcher over a migrated database and the provider
 // accounts. keys opens sealed payee data to build cancel-withdraw requests.
-func New(db *store.DB, providers *provider.Registry, keys *pii.Keyring, opts Options) *Dispatcher {
+func New(db *store.DB, providers *provider.Registry, keys *pii.Keyring, opts Options) (*Dispatcher, error) {
 	opts.defaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	token := make([]byte, 4)
 	_, _ = rand.Read(token)
 	owner := opts.Instance
@@ -88,7 +91,7 @@ func New(db *store.DB, providers *provider.Registry, keys *pii.Keyring, opts Opt
 		limiters:   map[account]*accountLimit{},
 		lastServed: map[string]time.Time{},
 		registered: map[string]bool{},
-	}
+	}, nil
 }
 
 // Notify wakes the dispatcher to look for due work now (after the intake

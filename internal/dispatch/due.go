@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -249,24 +248,12 @@ func (l *dueList) resolve(c *dueCache, served []string) {
 }
 
 // scanDueMerchants reads the merchants with ACCEPTED or UNKNOWN rows due at
-// now, and in which of the two states: one index dive per merchant and
-// state (ix_withdrawals_merchant_due), however long a merchant's queue is.
+// now, and in which of the two states (store.DueMerchants: one index dive
+// per merchant and state, however long a merchant's queue is).
 func (d *Dispatcher) scanDueMerchants(ctx context.Context, now time.Time) (map[string]dueStates, error) {
-	// "state IN (...) GROUP BY state, merchant_key" on purpose: with a single
-	// "state = ?" MariaDB reads the state's whole index range (ref access)
-	// instead of one entry per merchant (loose index scan, "Using index for
-	// group-by"), which cost a scan of the entire backlog per claim.
-	var groups []struct {
-		State       string
-		MerchantKey string
-	}
-	err := d.db.WithContext(ctx).Model(&store.Withdrawal{}).Select("state, merchant_key").
-		Where("state IN ?", claimable).
-		Group("state, merchant_key").
-		Having("MIN(next_attempt_at) <= ?", now).
-		Scan(&groups).Error
+	groups, err := store.DueMerchants(ctx, d.db, claimable, now)
 	if err != nil {
-		return nil, fmt.Errorf("due merchants: %w", err)
+		return nil, err
 	}
 	found := make(map[string]dueStates, len(groups))
 	for _, g := range groups {
@@ -288,14 +275,10 @@ func (d *Dispatcher) dueResubmits(ctx context.Context, now time.Time) (map[strin
 	if fresh {
 		return cached, nil
 	}
-	var keys []string
 	start := time.Now() // the database's time, not the clock of the schedule
-	err := d.db.WithContext(ctx).Model(&store.Withdrawal{}).
-		Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?", string(withdrawal.StateSubmitted), now, true).
-		Distinct("merchant_key").
-		Pluck("merchant_key", &keys).Error
+	keys, err := store.DueResubmitMerchants(ctx, d.db, now)
 	if err != nil {
-		return nil, fmt.Errorf("due re-submissions: %w", err)
+		return nil, err
 	}
 	took := time.Since(start)
 	wait := resubmitScanWait(took)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -56,43 +55,38 @@ func TestDueCacheDropKeepsLaterAdditions(t *testing.T) {
 	}
 }
 
-// TestDueBranchesFollowTheDueStates: a merchant known to have only new
-// withdrawals costs one branch, one whose states are unknown (not in the
-// list's states) gets a branch per claimable state, and one with only a
-// re-submission due gets only that branch.
-func TestDueBranchesFollowTheDueStates(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+// TestDueRangesFollowTheDueStates: a merchant known to have only new
+// withdrawals costs one range (one branch of the claim's UNION), one whose
+// states are unknown (not in the list's states) gets a range per claimable
+// state, and one with only a re-submission due gets only that range.
+func TestDueRangesFollowTheDueStates(t *testing.T) {
 	due := dueList{
 		states:   map[string]dueStates{"new": dueAccepted, "both": dueAccepted | stateBit("UNKNOWN"), "resubmit": 0},
 		resubmit: map[string]bool{"resubmit": true},
 	}
-	quota := map[string]int{"new": 1, "both": 1, "unknown": 1, "resubmit": 1}
+	quota := map[string]int{"new": 1, "both": 2, "unknown": 3, "resubmit": 4}
 	for _, tc := range []struct {
 		merchant string
-		states   []any // the state argument of each branch
+		ranges   []string // the state of each range, "resubmit" for a re-submission's
 	}{
-		{"new", []any{"ACCEPTED"}},
-		{"both", []any{"ACCEPTED", "UNKNOWN"}},
-		{"unknown", []any{"ACCEPTED", "UNKNOWN"}},
-		{"resubmit", []any{"SUBMITTED"}},
+		{"new", []string{"ACCEPTED"}},
+		{"both", []string{"ACCEPTED", "UNKNOWN"}},
+		{"unknown", []string{"ACCEPTED", "UNKNOWN"}},
+		{"resubmit", []string{"resubmit"}},
 	} {
-		branches, args := dueBranches([]string{tc.merchant}, quota, due, now)
-		var states []any
-		for i, b := range branches {
-			if !strings.Contains(b, " FROM withdrawals WHERE state = ? AND merchant_key = ?") {
-				t.Fatalf("%s: branch %d = %q", tc.merchant, i, b)
+		var got []string
+		for _, r := range dueRanges([]string{tc.merchant}, quota, due) {
+			if r.MerchantKey != tc.merchant || r.Limit != quota[tc.merchant] {
+				t.Fatalf("%s: range %+v, want the merchant's with limit %d", tc.merchant, r, quota[tc.merchant])
 			}
-		}
-		for i := 0; i < len(args); {
-			states = append(states, args[i])
-			if args[i] == "SUBMITTED" {
-				i += 5
+			if r.Resubmit {
+				got = append(got, "resubmit")
 			} else {
-				i += 4
+				got = append(got, r.State)
 			}
 		}
-		if !slices.Equal(states, tc.states) {
-			t.Errorf("%s: branches for %v, want %v", tc.merchant, states, tc.states)
+		if !slices.Equal(got, tc.ranges) {
+			t.Errorf("%s: ranges for %v, want %v", tc.merchant, got, tc.ranges)
 		}
 	}
 }
@@ -135,7 +129,7 @@ func TestResubmitScanWaitBoundsTheScansShare(t *testing.T) {
 // after one with the usual second it is not.
 func TestDueResubmitsReusesASlowScanLonger(t *testing.T) {
 	ctx := context.Background()
-	d := New(storetest.SQLite(t), nil, nil, Options{})
+	d := mustNew(t, storetest.SQLite(t), nil, nil, Options{})
 	now := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		wait time.Duration

@@ -36,8 +36,11 @@ func TestDispatcherRidesOutADatabaseOutage(t *testing.T) {
 	}
 	defer db.Close()
 	var logs storetest.LogBuffer
-	d := dispatch.New(db, r.env.Registry(), r.keys, dispatch.Options{Instance: "outage", PollInterval: 20 * time.Millisecond,
+	d, err := dispatch.New(db, r.env.Registry(), r.keys, dispatch.Options{Instance: "outage", PollInterval: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := run(t, d)
 	defer stop()
 

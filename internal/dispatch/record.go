@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/transition"
 	"github.com/paycore/withdraw/internal/withdrawal"
@@ -130,7 +128,7 @@ func (d *Dispatcher) recordAlone(ctx context.Context, j recordJob) error {
 // on its own, through recordIn's handling of a lost claim.
 func (d *Dispatcher) write(ctx context.Context, jobs []recordJob) error {
 	now := d.opts.Now()
-	return d.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return d.db.InTx(ctx, func(tx *store.Tx) error {
 		var rows transition.Writes
 		if len(jobs) == 1 {
 			if err := d.recordIn(ctx, tx, jobs[0], now, &rows); err != nil {
@@ -144,26 +142,26 @@ func (d *Dispatcher) write(ctx context.Context, jobs []recordJob) error {
 				w := j.c.row
 				items[i] = transition.Pending{W: &w, C: j.change}
 			}
-			if err := transition.ApplyAll(ctx, store.LegacyTx(tx), items, now, &rows); err != nil {
+			if err := transition.ApplyAll(ctx, tx, items, now, &rows); err != nil {
 				return err
 			}
 		}
-		return rows.Flush(ctx, store.LegacyTx(tx))
+		return rows.Flush(ctx, tx)
 	})
 }
 
 // recordIn applies one answer inside tx, gathering its event and audit rows
 // into rows.
-func (d *Dispatcher) recordIn(ctx context.Context, tx *gorm.DB, j recordJob, now time.Time, rows *transition.Writes) error {
+func (d *Dispatcher) recordIn(ctx context.Context, tx *store.Tx, j recordJob, now time.Time, rows *transition.Writes) error {
 	c, change := j.c, j.change
 	// The common case needs no lock: the claim snapshot is the row as long
 	// as the lease is ours, which the guarded UPDATE checks.
 	w := c.row
-	_, err := transition.ApplyDeferred(ctx, store.LegacyTx(tx), &w, change, now, rows)
+	_, err := transition.ApplyDeferred(ctx, tx, &w, change, now, rows)
 	if !errors.Is(err, transition.ErrStale) {
 		return err
 	}
-	cur, err := transition.Lock(ctx, store.LegacyTx(tx), c.row.ID)
+	cur, err := transition.Lock(ctx, tx, c.row.ID)
 	if err != nil {
 		return err
 	}
@@ -173,15 +171,14 @@ func (d *Dispatcher) recordIn(ctx context.Context, tx *gorm.DB, j recordJob, now
 		d.log.Warn("claim lost before the answer was recorded; keeping the audit only",
 			"withdrawal_id", cur.ID, "out_request_no", cur.OutRequestNo, "state", cur.State, "answer", change.To)
 		if change.AddSubmissions > 0 {
-			if err := tx.Model(&store.Withdrawal{}).Where("id = ?", cur.ID).
-				Update("submissions", gorm.Expr("submissions + ?", change.AddSubmissions)).Error; err != nil {
+			if err := store.AddSubmissions(ctx, tx, cur.ID, change.AddSubmissions, now); err != nil {
 				return err
 			}
 		}
 		rows.AddAttempts(cur.ID, change.Attempts)
 		return nil
 	}
-	_, err = transition.ApplyDeferred(ctx, store.LegacyTx(tx), cur, change, now, rows)
+	_, err = transition.ApplyDeferred(ctx, tx, cur, change, now, rows)
 	if errors.Is(err, transition.ErrStale) {
 		return nil
 	}

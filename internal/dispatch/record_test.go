@@ -35,15 +35,14 @@ func TestRecordBatchIsolatesABadAnswer(t *testing.T) {
 	ids := storetest.Seed(t, db, keys,
 		providertest.Command(withdrawal.ChannelWeChatEcommerce, "GOOD1", 100),
 		providertest.Command(withdrawal.ChannelWeChatEcommerce, "BAD1", 200))
-	d := New(db, nil, keys, Options{Instance: "t"})
+	d := mustNew(t, db, nil, keys, Options{Instance: "t"})
 	now := time.Now().UTC().Truncate(time.Microsecond)
 
-	// Claim both by hand, as takeAll would.
+	// Claim both, as takeAll would.
 	claim := func(id string) claimed {
 		t.Helper()
-		if err := db.Exec("UPDATE withdrawals SET state = ?, claimed_from = ?, lease_owner = ?, lease_expires_at = ? WHERE id = ?",
-			string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), d.owner, now.Add(time.Minute), id).Error; err != nil {
-			t.Fatal(err)
+		if lost, err := store.ClaimWithdrawals(ctx, db, []store.Claim{{ID: id, Version: 1}}, d.owner, now.Add(time.Minute), now); err != nil || len(lost) > 0 {
+			t.Fatalf("claim %s: lost %v, %v", id, lost, err)
 		}
 		w, err := store.GetWithdrawal(ctx, db, id)
 		if err != nil {
@@ -124,11 +123,10 @@ func claimedByHand(t *testing.T, outRequestNo string, leaseLeft time.Duration) (
 	t.Helper()
 	db, keys := mysqlAndKeys(t)
 	id := storetest.Seed(t, db, keys, providertest.Command(withdrawal.ChannelWeChatEcommerce, outRequestNo, 100))[outRequestNo]
-	d := New(db, nil, keys, Options{Instance: "t", LeaseTTL: time.Minute})
+	d := mustNew(t, db, nil, keys, Options{Instance: "t", LeaseTTL: time.Minute})
 	lease := time.Now().UTC().Add(leaseLeft).Truncate(time.Microsecond)
-	if err := db.Exec("UPDATE withdrawals SET state = ?, claimed_from = ?, lease_owner = ?, lease_expires_at = ?, next_attempt_at = ? WHERE id = ?",
-		string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), d.owner, lease, lease, id).Error; err != nil {
-		t.Fatal(err)
+	if lost, err := store.ClaimWithdrawals(context.Background(), db, []store.Claim{{ID: id, Version: 1}}, d.owner, lease, time.Now().UTC()); err != nil || len(lost) > 0 {
+		t.Fatalf("claim %s: lost %v, %v", id, lost, err)
 	}
 	w, err := store.GetWithdrawal(context.Background(), db, id)
 	if err != nil {

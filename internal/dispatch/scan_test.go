@@ -30,8 +30,11 @@ func TestIdleDispatcherReadsNoRowThatIsNotDue(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := providertest.Start(t, sandbox.Options{})
-	d := dispatch.New(db, env.Registry(), keys, dispatch.Options{Instance: "d1", Rules: schedule.Accelerated(),
+	d, err := dispatch.New(db, env.Registry(), keys, dispatch.Options{Instance: "d1", Rules: schedule.Accelerated(),
 		PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	before := storetest.IndexRowsRead(t, db)
 	if n, err := d.ExpireLeases(ctx); err != nil || n != 0 {

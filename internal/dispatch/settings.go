@@ -38,8 +38,8 @@ func LoadFileSettings(path string) (FileSettings, error) {
 		return FileSettings{}, fmt.Errorf("dispatch settings in %s: %w", path, err)
 	}
 	for k, r := range doc.Dispatch.Rates {
-		if !strings.Contains(k, "/") || r.PerSecond <= 0 {
-			return FileSettings{}, fmt.Errorf("dispatch settings in %s: rates[%q]: want \"channel/account\" with per_second > 0", path, k)
+		if !strings.Contains(k, "/") || r.PerSecond <= 0 || r.Burst < 0 {
+			return FileSettings{}, fmt.Errorf("dispatch settings in %s: rates[%q]: want \"channel/account\" with per_second > 0 and burst ≥ 0", path, k)
 		}
 	}
 	for k, n := range doc.Dispatch.PerMerchant {

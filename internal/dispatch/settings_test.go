@@ -17,7 +17,7 @@ func TestLoadFileSettings(t *testing.T) {
 	if fs.Rates["wechatpay_platform/default"].PerSecond != 50 || fs.PerMerchant["wechatpay:default"] != 3 {
 		t.Fatalf("%+v", fs)
 	}
-	d := New(nil, nil, nil, Options{PerMerchant: 1, PerMerchantOverrides: fs.PerMerchant})
+	d := mustNew(t, nil, nil, nil, Options{PerMerchant: 1, PerMerchantOverrides: fs.PerMerchant})
 	if d.perMerchant("wechatpay:default:1900000109") != 3 || d.perMerchant("allinpay:default") != 1 {
 		t.Error("per-merchant override not applied by account")
 	}
@@ -25,6 +25,11 @@ func TestLoadFileSettings(t *testing.T) {
 	os.WriteFile(bad, []byte("dispatch:\n  per_merchant:\n    wechatpay:default: 0\n"), 0o600)
 	if _, err := LoadFileSettings(bad); err == nil {
 		t.Error("a cap of 0 was accepted")
+	}
+	negative := filepath.Join(dir, "negative.yaml")
+	os.WriteFile(negative, []byte("dispatch:\n  rates:\n    wechatpay_platform/default: {per_second: 50, burst: -1}\n"), 0o600)
+	if _, err := LoadFileSettings(negative); err == nil {
+		t.Error("a negative burst was accepted")
 	}
 	if fs, err := LoadFileSettings(""); err != nil || fs.Rates != nil {
 		t.Errorf("empty path: %+v %v", fs, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/paycore/withdraw/internal/provider/sandbox"
 	"github.com/paycore/withdraw/internal/schedule"
 	"github.com/paycore/withdraw/internal/store"
+	"github.com/paycore/withdraw/internal/storetest"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
@@ -62,10 +63,13 @@ func childMain() error {
 	if err != nil {
 		return err
 	}
-	d := dispatch.New(db, reg, keys, dispatch.Options{
+	d, err := dispatch.New(db, reg, keys, dispatch.Options{
 		Instance: os.Getenv("CHILD_NAME"), Rules: schedule.Accelerated(), PollInterval: 20 * time.Millisecond,
 		LeaseTTL: 5 * time.Second, Logger: log,
 	})
+	if err != nil {
+		return err
+	}
 	return d.Run(ctx)
 }
 
@@ -167,7 +171,7 @@ func TestDispatchSystemKillNeverPayTwice(t *testing.T) {
 	if counts["SUBMITTED"] != int64(n) || created != n {
 		t.Errorf("want all %d SUBMITTED and created once each; states %v, created %d", n, counts, created)
 	}
-	r.assertVersionsGapFree()
+	storetest.AssertVersionsGapFree(t, r.db)
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -150,7 +150,10 @@ func TestLargestCommandsDoNotWedge(t *testing.T) {
 	r.produce(values...)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	_, waitRelay := relay.Start(ctx, r.db, r.brokers, events, "test", slog.Default(), prometheus.NewRegistry())
+	_, waitRelay, err := relay.Start(ctx, r.db, r.brokers, events, "test", slog.Default(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer func() { cancel(); waitRelay() }()
 	stop := r.run("largest")
 	defer stop()
@@ -184,7 +187,7 @@ func TestLargestCommandsDoNotWedge(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	var largest int64
-	if err := r.db.Table("outbox").Select("COALESCE(MAX(LENGTH(payload)), 0)").Scan(&largest).Error; err != nil {
+	if err := r.db.Gorm().Table("outbox").Select("COALESCE(MAX(LENGTH(payload)), 0)").Scan(&largest).Error; err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("largest event payload: %d bytes", largest)

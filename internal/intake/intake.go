@@ -12,20 +12,15 @@ package intake
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/paycore/withdraw/internal/kafkautil"
-	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/store"
-	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
 // Reader is the part of a kafka-go group reader the intake uses.
@@ -37,59 +32,6 @@ type Reader interface {
 // Writer publishes dead letters; a *kafka.Writer with RequiredAcks set.
 type Writer interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
-}
-
-// Options configure an Intake. Zero values take the documented defaults.
-type Options struct {
-	// BatchSize is the most messages stored in one transaction (default 1000).
-	BatchSize int
-	// BatchWait is the longest wait for a batch to fill after its first
-	// message (default 20ms).
-	BatchWait time.Duration
-	// Pipeline is the most batches in flight at once (default 3): planned
-	// and stored concurrently, their offsets committed in order. 1 makes the
-	// intake strictly one batch at a time.
-	Pipeline int
-	// DLQTopic receives unidentifiable messages (default withdraw.commands.dlq).
-	DLQTopic string
-	// DLQMaxMessageBytes is the dead-letter topic's max.message.bytes
-	// (default kafkautil.DefaultMaxMessageBytes, Kafka's default; at least
-	// 16 KiB). A dead letter takes at most
-	// kafkautil.BatchBytesFor(DLQMaxMessageBytes) bytes, key, value, headers
-	// and record overhead included: a larger one is truncated (see
-	// docs/intake.md). The dead-letter writer's BatchBytes must be no
-	// smaller (kafkautil.NewDLQWriter); if it, or the topic, still refuses
-	// a dead letter as too large, the dead letter is cut further.
-	DLQMaxMessageBytes int
-	// Keys seals payee data at rest. Required for cancel-withdraw commands.
-	Keys *pii.Keyring
-	// AccountConfigured reports whether a provider account exists; commands
-	// naming another are rejected with ACCOUNT_NOT_CONFIGURED. Nil accepts
-	// every account. It and Rules are called from concurrent goroutines.
-	AccountConfigured func(withdrawal.Channel, string) bool
-	// Rules gives per-account validation limits; nil uses DefaultRules.
-	Rules func(withdrawal.Channel, string) withdrawal.Rules
-	// ShutdownGrace bounds the time a batch already fetched may take to
-	// finish after Run's context is cancelled (default 10s).
-	ShutdownGrace time.Duration
-	// CommitGiveUp bounds the retries of an offset commit (default 30s).
-	// A batch whose store step succeeded is safe: when its offsets cannot be
-	// committed (typically a commit for a generation lost in a rebalance,
-	// which kafka-go keeps rejecting), the intake logs a warning and goes on;
-	// the batch is redelivered to the partition's next owner, and storing it
-	// again is a no-op. The store step itself is never given up.
-	CommitGiveUp time.Duration
-	// AfterStore, when set, is called after a batch's transaction has
-	// committed and before its offsets are committed, with the merchant
-	// keys of the batch's valid commands (new or redelivered). cmd/consumer
-	// wakes its dispatcher (NotifyDue) and relay with it, and arms the TEST
-	// FAILPOINT WITHDRAW_FAILPOINT in it: a kill in exactly the window where
-	// a crash makes Kafka redeliver stored commands.
-	AfterStore func(merchantKeys []string)
-	Logger     *slog.Logger
-	Metrics    *Metrics
-	// Now is the clock; tests may replace it.
-	Now func() time.Time
 }
 
 // Intake is the command consumer. Create it with New and call Run.
@@ -110,43 +52,9 @@ type Intake struct {
 // New builds an Intake over a migrated database, a group reader of the
 // commands topic and a writer for dead letters.
 func New(db *store.DB, reader Reader, dlq Writer, opts Options) (*Intake, error) {
-	if opts.Keys == nil {
-		// Without it a cancel-withdraw command could be neither stored nor
-		// rejected (it is valid): refuse to start instead of blocking later.
-		return nil, errors.New("intake: a PII keyring is required")
-	}
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 1000
-	}
-	if opts.BatchWait <= 0 {
-		opts.BatchWait = 20 * time.Millisecond
-	}
-	if opts.Pipeline <= 0 {
-		opts.Pipeline = 3
-	}
-	if opts.DLQTopic == "" {
-		opts.DLQTopic = "withdraw.commands.dlq"
-	}
-	if opts.DLQMaxMessageBytes <= 0 {
-		opts.DLQMaxMessageBytes = kafkautil.DefaultMaxMessageBytes
-	}
-	if opts.DLQMaxMessageBytes < minDLQMaxMessageBytes {
-		return nil, fmt.Errorf("intake: DLQMaxMessageBytes %d is below the minimum %d", opts.DLQMaxMessageBytes, minDLQMaxMessageBytes)
-	}
-	if opts.ShutdownGrace <= 0 {
-		opts.ShutdownGrace = 10 * time.Second
-	}
-	if opts.CommitGiveUp <= 0 {
-		opts.CommitGiveUp = 30 * time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Metrics == nil {
-		opts.Metrics = NewMetrics(nil)
-	}
-	if opts.Now == nil {
-		opts.Now = func() time.Time { return time.Now().UTC() }
+	opts.defaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	return &Intake{db: db, reader: reader, dlq: dlq, opts: opts, log: opts.Logger.With("component", "intake")}, nil
 }
@@ -343,7 +251,8 @@ func (in *Intake) prepare(ctx context.Context, p plan) (map[string]int, error) {
 		var err error
 		for range 3 {
 			counts, err = in.store(ctx, p)
-			if !collided(err) {
+			// A duplicate key or a deadlock: a concurrent batch won.
+			if !store.Collided(err) {
 				break
 			}
 			// Another in-flight batch committed the same new key first
@@ -354,12 +263,6 @@ func (in *Intake) prepare(ctx context.Context, p plan) (map[string]int, error) {
 		return err
 	})
 	return counts, err
-}
-
-// collided reports a duplicate key or a deadlock: a concurrent batch won.
-func collided(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == 1062 || me.Number == 1213)
 }
 
 // finish commits the offsets of a prepared batch, retried for at most

@@ -117,7 +117,7 @@ func (r *rig) waitCommitted(group string, total int64) {
 func (r *rig) count(table, where string, args ...any) int64 {
 	r.t.Helper()
 	var n int64
-	if err := r.db.Table(table).Where(where, args...).Count(&n).Error; err != nil {
+	if err := r.db.Gorm().Table(table).Where(where, args...).Count(&n).Error; err != nil {
 		r.t.Fatal(err)
 	}
 	return n
@@ -126,7 +126,7 @@ func (r *rig) count(table, where string, args ...any) int64 {
 func (r *rig) rejections() map[string]string {
 	r.t.Helper()
 	var rows []store.OutboxEvent
-	if err := r.db.Where("event_type = ?", "withdrawal.rejected").Find(&rows).Error; err != nil {
+	if err := r.db.Gorm().Where("event_type = ?", "withdrawal.rejected").Find(&rows).Error; err != nil {
 		r.t.Fatal(err)
 	}
 	out := map[string]string{}
@@ -200,7 +200,7 @@ func TestIntakeOutcomes(t *testing.T) {
 		t.Errorf("%d accepted events, want 6", n)
 	}
 	var p1 store.Withdrawal
-	if err := r.db.Where("out_request_no = ?", "P1").Take(&p1).Error; err != nil || p1.Amount != 100 || p1.Version != 1 {
+	if err := r.db.Gorm().Where("out_request_no = ?", "P1").Take(&p1).Error; err != nil || p1.Amount != 100 || p1.Version != 1 {
 		t.Errorf("the conflict touched the original: %+v %v", p1, err)
 	}
 	want := map[string]string{"P1": "REQUEST_CONFLICT", "P2": "INVALID_AMOUNT", "P3": "INVALID_FIELD_TYPE"}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/store"
@@ -107,14 +106,14 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 	now := in.opts.Now()
 	counts := map[string]int{}
 	var stored []store.Withdrawal
-	err := in.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := in.db.InTx(ctx, func(tx *store.Tx) error {
 		clear(counts)
 		stored = nil
 		nos := make([]string, 0, len(p.valid))
 		for _, v := range p.valid {
 			nos = append(nos, v.cmd.OutRequestNo)
 		}
-		found, err := store.FindKeyHashes(ctx, store.LegacyTx(tx), nos)
+		found, err := store.FindKeyHashes(ctx, tx, nos)
 		if err != nil {
 			return err
 		}
@@ -161,11 +160,11 @@ func (in *Intake) store(ctx context.Context, p plan) (map[string]int, error) {
 				return err
 			}
 		}
-		if err := store.InsertWithdrawals(ctx, store.LegacyTx(tx), rows); err != nil {
+		if err := store.InsertWithdrawals(ctx, tx, rows); err != nil {
 			return err
 		}
 		stored = rows
-		return store.InsertOutbox(ctx, store.LegacyTx(tx), events)
+		return store.InsertOutbox(ctx, tx, events)
 	})
 	in.opts.Metrics.txDuration.Observe(time.Since(started).Seconds())
 	if err != nil {

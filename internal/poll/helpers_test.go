@@ -72,8 +72,11 @@ func (r *rig) startDispatcher(name string) (stop func()) {
 }
 
 func (r *rig) startDispatcherWith(name string, rules schedule.Rules) (stop func()) {
-	d := dispatch.New(r.db, r.env.Registry(), r.keys, dispatch.Options{Instance: name, Rules: rules,
+	d, err := dispatch.New(r.db, r.env.Registry(), r.keys, dispatch.Options{Instance: name, Rules: rules,
 		PollInterval: 20 * time.Millisecond, Logger: quiet()})
+	if err != nil {
+		r.t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()

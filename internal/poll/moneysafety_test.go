@@ -182,8 +182,11 @@ func TestLongProviderCodeIsRecorded(t *testing.T) {
 		sandbox.EndpointPlatformSubmit: {Errors: map[string]float64{long: 1}}}})
 	id := r.seed(providertest.Command(withdrawal.ChannelWeChatPlatform, "LC1", 100))["LC1"]
 	reg := prometheus.NewRegistry()
-	d := dispatch.New(r.db, r.env.Registry(), r.keys, dispatch.Options{Instance: "d1", Rules: testRules(),
+	d, err := dispatch.New(r.db, r.env.Registry(), r.keys, dispatch.Options{Instance: "d1", Rules: testRules(),
 		PollInterval: 20 * time.Millisecond, Logger: quiet(), Metrics: dispatch.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.Run(runCtx); close(done) }()
@@ -267,10 +270,10 @@ func TestFollowUpsKeepTheirShareOfTheSweep(t *testing.T) {
 	var succeeded []string
 	for i, no := range []string{"FSA", "FSB", "FSC", "FSD"} {
 		succeeded = append(succeeded, ids[no])
-		r.db.Model(&store.Withdrawal{}).Where("id = ?", ids[no]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": now,
+		r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", ids[no]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": now,
 			"next_attempt_at": now.Add(time.Duration(i) * time.Millisecond)})
 	}
-	r.db.Model(&store.Withdrawal{}).Where("state = ?", "SUBMITTED").Update("next_attempt_at", now.Add(-time.Hour))
+	r.db.Gorm().Model(&store.Withdrawal{}).Where("state = ?", "SUBMITTED").Update("next_attempt_at", now.Add(-time.Hour))
 	// One query at a time, so that the first claim's four rows are queried
 	// before the next claim's: the sweep goes on claiming while its claims
 	// come back full.

@@ -105,7 +105,7 @@ func TestDailyStuckReport(t *testing.T) {
 	now := time.Now().UTC()
 	rules := testRules() // InitAlertAfter 1m, QueryWindow 24h
 	set := func(no string, v map[string]any) {
-		if err := r.db.Model(&store.Withdrawal{}).Where("id = ?", ids[no]).Updates(v).Error; err != nil {
+		if err := r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", ids[no]).Updates(v).Error; err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -175,22 +175,11 @@ func TestDailyStuckReport(t *testing.T) {
 // holdDailyLock takes the daily job's named lock on its own connection.
 func holdDailyLock(t *testing.T, r *rig) (release func()) {
 	t.Helper()
-	sqlDB, err := r.db.DB.DB()
-	if err != nil {
-		t.Fatal(err)
+	release, ok, err := store.TryAdvisoryLock(ctx, r.db, "withdraw_poll_daily")
+	if err != nil || !ok {
+		t.Fatalf("lock: %v %v", err, ok)
 	}
-	conn, err := sqlDB.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got int
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('withdraw_poll_daily', 5)").Scan(&got); err != nil || got != 1 {
-		t.Fatalf("lock: %v %d", err, got)
-	}
-	return func() {
-		_, _ = conn.ExecContext(ctx, "SELECT RELEASE_LOCK('withdraw_poll_daily')")
-		conn.Close()
-	}
+	return release
 }
 
 // TestRunOnCron: Run drives the sweep from its cron schedule and stops on

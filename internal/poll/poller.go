@@ -36,8 +36,6 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"golang.org/x/time/rate"
-	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/paycore/withdraw/internal/decide"
 	"github.com/paycore/withdraw/internal/provider"
@@ -76,6 +74,9 @@ type Poller struct {
 // It fails on an invalid cron spec.
 func New(db *store.DB, providers *provider.Registry, opts Options) (*Poller, error) {
 	opts.defaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	for _, spec := range []string{opts.SweepSpec, opts.DailySpec} {
 		if _, err := cron.ParseStandard(spec); err != nil {
 			return nil, fmt.Errorf("poll: cron spec %q: %w", spec, err)
@@ -177,11 +178,6 @@ type claim struct {
 	until time.Time
 }
 
-// claimColumns are the columns a sweep needs (not the stored request).
-var claimColumns = []string{"id", "channel", "account", "out_request_no", "amount", "params", "state", "version",
-	"provider_status", "provider_ref", "reason_code", "reason", "submissions", "next_attempt_at", "claimed_from",
-	"first_sent_at", "resubmit_requested", "submitted_at", "final_at", "created_at", "updated_at"}
-
 // Sweep claims the due withdrawals, queries them and records the answers.
 // Run calls it on the sweep schedule; tests and tools may call it
 // directly. As long as a claim comes back full it claims again, as soon as
@@ -247,82 +243,39 @@ func (p *Poller) Sweep(ctx context.Context) (SweepStats, error) {
 // claim takes up to BatchSize due rows in one short transaction and moves
 // their next_attempt_at to the lease mark.
 func (p *Poller) claim(ctx context.Context) ([]claim, error) {
-	now := p.opts.Now()
+	// Follow-ups of SUCCEEDED rows (refunds, 退票) have their own share of
+	// the batch (store.PollLease.FollowUps).
+	lease := store.PollLease{Now: p.opts.Now(), Limit: p.opts.BatchSize,
+		FollowUps: int(math.Ceil(float64(p.opts.BatchSize) * p.opts.FollowUpShare)), Lease: p.leaseFor}
 	var out []claim
-	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		out = out[:0]
-		lock := func(q *gorm.DB) *gorm.DB {
-			if p.db.Dialect == store.MySQL {
-				q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked})
-			}
-			return q
-		}
-		// Follow-ups of SUCCEEDED rows (refunds, 退票) have their own share
-		// of the batch, so that a backlog of first queries (the 08:00
-		// burst) never starves them, nor they it: each takes its share
-		// first, then what the other left.
-		followShare := int(math.Ceil(float64(p.opts.BatchSize) * p.opts.FollowUpShare))
-		var rows []store.Withdrawal
-		take := func(what string, limit int, q *gorm.DB) error {
-			if limit <= 0 {
-				return nil
-			}
-			var more []store.Withdrawal
-			if err := lock(q.Select(claimColumns).Order("next_attempt_at").Limit(limit)).Find(&more).Error; err != nil {
-				return fmt.Errorf("claim %s: %w", what, err)
-			}
-			rows = append(rows, more...)
-			return nil
-		}
-		// SUCCEEDED rows: followed for refunds, or taken once to leave the
-		// sweep (FarFuture) when their channel has none.
-		succeeded := func() *gorm.DB {
-			return tx.Where("state = ? AND next_attempt_at <= ?", string(withdrawal.StateSucceeded), now)
-		}
-		if err := take("succeeded", followShare, succeeded()); err != nil {
-			return err
-		}
-		follows := len(rows)
-		// SUBMITTED rows waiting for a re-send are the dispatcher's.
-		if err := take("submitted", p.opts.BatchSize-follows, tx.Where("state = ? AND next_attempt_at <= ? AND resubmit_requested = ?",
-			string(withdrawal.StateSubmitted), now, false)); err != nil {
-			return err
-		}
-		if follows == followShare {
-			// More follow-ups may be due: the rest of the batch.
-			ids := make([]string, len(rows[:follows]))
-			for i := range ids {
-				ids[i] = rows[i].ID
-			}
-			q := succeeded()
-			if len(ids) > 0 {
-				q = q.Where("id NOT IN ?", ids)
-			}
-			if err := take("succeeded", p.opts.BatchSize-len(rows), q); err != nil {
+	var err error
+	// Two pollers claiming at once can deadlock on the rows' index entries
+	// (InnoDB rolls one back); the loser's claim took nothing, so it simply
+	// claims again.
+	for attempt := 1; ; attempt++ {
+		err = p.db.InTx(ctx, func(tx *store.Tx) error {
+			rows, until, err := store.LeaseForPoll(ctx, tx, lease)
+			if err != nil {
 				return err
 			}
-		}
-		if len(rows) == 0 {
+			out = make([]claim, len(rows))
+			for i := range rows {
+				out[i] = claim{row: rows[i], until: until}
+			}
 			return nil
+		})
+		if err == nil || !store.Collided(err) || attempt == claimAttempts {
+			break
 		}
-		ids := make([]string, len(rows))
-		for i := range rows {
-			ids[i] = rows[i].ID
-		}
-		until := now.Add(p.leaseFor(len(rows))).Truncate(time.Microsecond)
-		if err := tx.Model(&store.Withdrawal{}).Where("id IN ?", ids).Update("next_attempt_at", until).Error; err != nil {
-			return fmt.Errorf("lease claimed rows: %w", err)
-		}
-		for i := range rows {
-			out = append(out, claim{row: rows[i], until: until})
-		}
-		return nil
-	})
+	}
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
+
+// claimAttempts bounds the claims of one sweep lost to a deadlock.
+const claimAttempts = 3
 
 // MinLease is the shortest claim lease: time for the slowest single query
 // (a provider timeout) and its recording.
@@ -356,7 +309,7 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 	w := c.row
 	now := p.opts.Now()
 	if d, ok := p.decider.PreQuery(&w, now); ok {
-		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(*gorm.DB, *store.Withdrawal, time.Time) decide.Decision { return d })
+		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(*store.Tx, *store.Withdrawal, time.Time) decide.Decision { return d })
 		if err != nil {
 			p.log.Error("recording failed", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo, "err", err)
 		}
@@ -367,7 +320,7 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 	if err != nil {
 		p.log.Error("withdrawal cannot be queried: provider account not configured here", "withdrawal_id", w.ID,
 			"out_request_no", w.OutRequestNo, "channel", w.Channel, "account", w.Account, "alert", true, "err", err)
-		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(_ *gorm.DB, w *store.Withdrawal, now time.Time) decide.Decision {
+		res, err := p.recordClaimed(context.WithoutCancel(ctx), c, nil, func(_ *store.Tx, w *store.Withdrawal, now time.Time) decide.Decision {
 			return decide.Decision{Write: true, Change: transition.Change{To: transition.Resting(w), NextAttemptAt: now.Add(ConfigErrorDelay)}}
 		})
 		if err != nil {
@@ -418,7 +371,7 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 		p.log.Error("status query needs an operator", "withdrawal_id", w.ID, "out_request_no", w.OutRequestNo,
 			"channel", w.Channel, "outcome", q.Outcome, "alert", true)
 	}
-	res, err := p.recordClaimed(context.WithoutCancel(ctx), c, attempts, func(tx *gorm.DB, w *store.Withdrawal, now time.Time) decide.Decision {
+	res, err := p.recordClaimed(context.WithoutCancel(ctx), c, attempts, func(tx *store.Tx, w *store.Withdrawal, now time.Time) decide.Decision {
 		return p.decider.Observed(w, decide.SourceQuery, q, now, p.lastSentFunc(context.WithoutCancel(ctx), tx, w))
 	})
 	if err != nil {
@@ -430,11 +383,11 @@ func (p *Poller) process(ctx context.Context, c claim) (int, result) {
 
 // recordClaimed applies a decision to a claimed row if the row is still as
 // claimed; otherwise only the audit rows are kept.
-func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.Attempt, decideFn func(*gorm.DB, *store.Withdrawal, time.Time) decide.Decision) (result, error) {
+func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.Attempt, decideFn func(*store.Tx, *store.Withdrawal, time.Time) decide.Decision) (result, error) {
 	var res result
-	err := p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := p.db.InTx(ctx, func(tx *store.Tx) error {
 		res = result{}
-		w, err := transition.Lock(ctx, store.LegacyTx(tx), c.row.ID)
+		w, err := transition.Lock(ctx, tx, c.row.ID)
 		if err != nil {
 			return err
 		}
@@ -461,9 +414,9 @@ func (p *Poller) recordClaimed(ctx context.Context, c claim, attempts []store.At
 // It is idempotent: a status that tells nothing new writes nothing. audit,
 // when set, is recorded with a change.
 func (p *Poller) Observe(ctx context.Context, id string, src decide.Source, q provider.QueryResult, audit *store.Attempt) (changed bool, err error) {
-	err = p.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = p.db.InTx(ctx, func(tx *store.Tx) error {
 		changed = false
-		w, err := transition.Lock(ctx, store.LegacyTx(tx), id)
+		w, err := transition.Lock(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -493,14 +446,14 @@ func (p *Poller) Observe(ctx context.Context, id string, src decide.Source, q pr
 }
 
 // apply writes a decision to a row locked in tx and accounts for it.
-func (p *Poller) apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, src decide.Source, d decide.Decision, now time.Time) (result, error) {
+func (p *Poller) apply(ctx context.Context, tx *store.Tx, w *store.Withdrawal, src decide.Source, d decide.Decision, now time.Time) (result, error) {
 	from := transition.Resting(w)
 	res := result{From: from, To: d.Change.To}
 	if !d.Write {
 		return res, insertAttempts(ctx, tx, w.ID, d.Change.Attempts)
 	}
 	id, no, status := w.ID, w.OutRequestNo, d.Change.ProviderStatus
-	changed, err := transition.Apply(ctx, store.LegacyTx(tx), w, d.Change, now)
+	changed, err := transition.Apply(ctx, tx, w, d.Change, now)
 	if err != nil {
 		if errors.Is(err, transition.ErrStale) {
 			res.Dropped = true
@@ -525,22 +478,24 @@ func (p *Poller) apply(ctx context.Context, tx *gorm.DB, w *store.Withdrawal, sr
 	return res, nil
 }
 
+// sentOperations are the audit operations of a request leaving for the
+// provider (the dispatcher's).
+var sentOperations = []string{"submit", "resubmit"}
+
 // lastSentFunc returns when the request of w last left for the provider
 // (the latest submit or resubmit in the audit), for the INIT rule. It reads
 // through tx, the transaction holding w: SQLite's single connection is
 // busy with it, so a read through the pool would wait forever.
-func (p *Poller) lastSentFunc(ctx context.Context, tx *gorm.DB, w *store.Withdrawal) func() time.Time {
+func (p *Poller) lastSentFunc(ctx context.Context, tx *store.Tx, w *store.Withdrawal) func() time.Time {
 	return func() time.Time {
-		var last *time.Time
-		err := tx.WithContext(ctx).Model(&store.Attempt{}).Select("MAX(started_at)").
-			Where("withdrawal_id = ? AND operation IN ?", w.ID, []string{"submit", "resubmit"}).Scan(&last).Error
-		if err != nil || last == nil || last.IsZero() {
+		last, err := store.LatestAttemptStart(ctx, tx, w.ID, sentOperations)
+		if err != nil || last.IsZero() {
 			return decide.FirstSent(w, w.CreatedAt)
 		}
-		if fs := decide.FirstSent(w, w.CreatedAt); fs.After(*last) {
+		if fs := decide.FirstSent(w, w.CreatedAt); fs.After(last) {
 			return fs
 		}
-		return *last
+		return last
 	}
 }
 
@@ -592,10 +547,10 @@ func (p *Poller) share(ctx context.Context) {
 
 // insertAttempts records audit rows of withdrawal id that come with no
 // change, the way transition records those that come with one.
-func insertAttempts(ctx context.Context, tx *gorm.DB, id string, attempts []store.Attempt) error {
+func insertAttempts(ctx context.Context, tx *store.Tx, id string, attempts []store.Attempt) error {
 	var rows transition.Writes
 	rows.AddAttempts(id, attempts)
-	return rows.Flush(ctx, store.LegacyTx(tx))
+	return rows.Flush(ctx, tx)
 }
 
 // cronLogger adapts slog to cron.Logger; the "skip" of an overlapping run

@@ -35,7 +35,7 @@ func TestUnchangedStatusOnlyMovesNextAttempt(t *testing.T) {
 	ids := r.submitAll(providertest.Command(withdrawal.ChannelWeChatPlatform, "U1", 100))
 	id := ids["U1"]
 	// Make it due now.
-	r.db.Model(&store.Withdrawal{}).Where("id = ?", id).Update("next_attempt_at", time.Now().UTC())
+	r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", id).Update("next_attempt_at", time.Now().UTC())
 	before := r.row(id)
 	p, _ := r.poller("p1", poll.Options{})
 	st, err := p.Sweep(ctx)
@@ -78,7 +78,7 @@ func TestNotFoundBeforeQueryableAtProvesNothing(t *testing.T) {
 	rules.Fixed = 3 * time.Second
 	p, _ := r.poller("p1", poll.Options{Rules: rules})
 
-	r.db.Model(&store.Withdrawal{}).Where("id = ?", id).Update("next_attempt_at", time.Now().UTC())
+	r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", id).Update("next_attempt_at", time.Now().UTC())
 	if st, _ := p.Sweep(ctx); st.Queried != 2 { // by withdraw_id, then by out_request_no
 		t.Fatalf("sweep %+v", st)
 	}
@@ -92,7 +92,7 @@ func TestNotFoundBeforeQueryableAtProvesNothing(t *testing.T) {
 	}
 
 	time.Sleep(time.Until(qa) + 50*time.Millisecond)
-	r.db.Model(&store.Withdrawal{}).Where("id = ?", id).Update("next_attempt_at", time.Now().UTC())
+	r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", id).Update("next_attempt_at", time.Now().UTC())
 	if _, err := p.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -124,13 +124,13 @@ func TestRowsLeaveTheSweep(t *testing.T) {
 	now := time.Now().UTC()
 	old := now.Add(-48 * time.Hour)
 	// L1: succeeded two days ago (follow-up 10s): one last query, then done.
-	r.db.Model(&store.Withdrawal{}).Where("id = ?", ids["L1"]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": old, "next_attempt_at": now})
+	r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", ids["L1"]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": old, "next_attempt_at": now})
 	// L2: Allinpay succeeded just now: no refunds to follow.
-	r.db.Model(&store.Withdrawal{}).Where("id = ?", ids["L2"]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": now, "next_attempt_at": now})
+	r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", ids["L2"]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": now, "next_attempt_at": now})
 	// L3: sent two days ago, window 24h: past it.
-	r.db.Model(&store.Withdrawal{}).Where("id = ?", ids["L3"]).Updates(map[string]any{"first_sent_at": old, "next_attempt_at": now})
+	r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", ids["L3"]).Updates(map[string]any{"first_sent_at": old, "next_attempt_at": now})
 	// L4: succeeded just now: followed (queried).
-	r.db.Model(&store.Withdrawal{}).Where("id = ?", ids["L4"]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": now, "next_attempt_at": now})
+	r.db.Gorm().Model(&store.Withdrawal{}).Where("id = ?", ids["L4"]).Updates(map[string]any{"state": "SUCCEEDED", "final_at": now, "next_attempt_at": now})
 
 	p, _ := r.poller("p1", poll.Options{})
 	st, err := p.Sweep(ctx)

@@ -109,7 +109,7 @@ func TestSweepDrainsABacklogAtTheQueryRate(t *testing.T) {
 		t.Errorf("360 queries at 200/s took %v", took)
 	}
 	var left int64
-	if err := db.Raw("SELECT COUNT(*) FROM withdrawals WHERE state IN ('SUBMITTED', 'SUCCEEDED') AND next_attempt_at <= ?", time.Now().UTC()).Scan(&left).Error; err != nil {
+	if err := db.Gorm().Raw("SELECT COUNT(*) FROM withdrawals WHERE state IN ('SUBMITTED', 'SUCCEEDED') AND next_attempt_at <= ?", time.Now().UTC()).Scan(&left).Error; err != nil {
 		t.Fatal(err)
 	}
 	if left != 0 {

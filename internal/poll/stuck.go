@@ -2,7 +2,6 @@ package poll
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -33,24 +32,16 @@ type StuckClass struct {
 }
 
 // StuckWithdrawal is one stuck withdrawal as logged.
-type StuckWithdrawal struct {
-	ID           string
-	Channel      string
-	Account      string
-	OutRequestNo string
-	State        string
-	Since        time.Time
-}
+type StuckWithdrawal = store.StuckWithdrawal
 
 // StuckReport counts stuck withdrawals per class.
 type StuckReport map[StuckClass]int64
 
-// stuckQuery is the WHERE clause of one class.
+// stuckQuery is one class and how store selects its withdrawals at a
+// given time.
 type stuckQuery struct {
 	class StuckClass
-	where string
-	args  func(now time.Time) []any
-	since string // the column the age counts from
+	at    func(now time.Time) store.StuckClass
 }
 
 // StuckLimits are the limits of the stuck report: the poller's options, so
@@ -74,22 +65,24 @@ func (p *Poller) stuckQueries() []stuckQuery {
 
 func (l StuckLimits) queries() []stuckQuery {
 	r := l.Rules
-	sent := "COALESCE(first_sent_at, submitted_at, created_at)"
 	return []stuckQuery{
-		{StuckClass{withdrawal.StateUnknown, StuckUnknown}, "state = ? AND " + sent + " < ?",
-			func(now time.Time) []any {
-				return []any{string(withdrawal.StateUnknown), now.Add(-l.UnknownStuckAfter)}
-			}, sent},
-		{StuckClass{withdrawal.StateSubmitted, StuckInit}, "state = ? AND provider_status = ? AND " + sent + " < ? AND " + sent + " >= ?",
-			func(now time.Time) []any {
-				return []any{string(withdrawal.StateSubmitted), "INIT", now.Add(-r.InitAlertAfter), now.Add(-r.QueryWindow)}
-			}, sent},
-		{StuckClass{withdrawal.StateSubmitted, StuckQueryWindow}, "state = ? AND " + sent + " < ?",
-			func(now time.Time) []any { return []any{string(withdrawal.StateSubmitted), now.Add(-r.QueryWindow)} }, sent},
-		{StuckClass{withdrawal.StateAccepted, StuckNotDispatched}, "state = ? AND created_at < ?",
-			func(now time.Time) []any {
-				return []any{string(withdrawal.StateAccepted), now.Add(-l.AcceptedStuckAfter)}
-			}, "created_at"},
+		{StuckClass{withdrawal.StateUnknown, StuckUnknown}, func(now time.Time) store.StuckClass {
+			return store.StuckClass{State: string(withdrawal.StateUnknown), Age: store.SinceFirstSent,
+				Before: now.Add(-l.UnknownStuckAfter)}
+		}},
+		// Past the query window the next class has it.
+		{StuckClass{withdrawal.StateSubmitted, StuckInit}, func(now time.Time) store.StuckClass {
+			return store.StuckClass{State: string(withdrawal.StateSubmitted), ProviderStatus: "INIT", Age: store.SinceFirstSent,
+				Before: now.Add(-r.InitAlertAfter), NotBefore: now.Add(-r.QueryWindow)}
+		}},
+		{StuckClass{withdrawal.StateSubmitted, StuckQueryWindow}, func(now time.Time) store.StuckClass {
+			return store.StuckClass{State: string(withdrawal.StateSubmitted), Age: store.SinceFirstSent,
+				Before: now.Add(-r.QueryWindow)}
+		}},
+		{StuckClass{withdrawal.StateAccepted, StuckNotDispatched}, func(now time.Time) store.StuckClass {
+			return store.StuckClass{State: string(withdrawal.StateAccepted), Age: store.SinceCreated,
+				Before: now.Add(-l.AcceptedStuckAfter)}
+		}},
 	}
 }
 
@@ -100,18 +93,17 @@ func (l StuckLimits) Stuck(ctx context.Context, db *store.DB, now time.Time, lim
 	report := StuckReport{}
 	lists := map[StuckClass][]StuckWithdrawal{}
 	for _, q := range l.queries() {
-		var n int64
-		if err := db.DB.WithContext(ctx).Model(&store.Withdrawal{}).Where(q.where, q.args(now)...).Count(&n).Error; err != nil {
+		c := q.at(now)
+		n, err := store.CountStuck(ctx, db, c)
+		if err != nil {
 			return report, lists, fmt.Errorf("stuck %s: %w", q.class.Reason, err)
 		}
 		report[q.class] = n
 		if n == 0 || limit <= 0 {
 			continue
 		}
-		var rows []StuckWithdrawal
-		if err := db.DB.WithContext(ctx).Model(&store.Withdrawal{}).
-			Select("id, channel, account, out_request_no, state, "+q.since+" AS since").
-			Where(q.where, q.args(now)...).Order(q.since).Limit(limit).Scan(&rows).Error; err != nil {
+		rows, err := store.ListStuck(ctx, db, c, limit)
+		if err != nil {
 			return report, lists, fmt.Errorf("stuck %s: %w", q.class.Reason, err)
 		}
 		lists[q.class] = rows
@@ -136,8 +128,9 @@ func (p *Poller) ReportStuck(ctx context.Context, logLines bool) (StuckReport, e
 	now := p.opts.Now()
 	report := StuckReport{}
 	for _, q := range p.stuckQueries() {
-		var n int64
-		if err := p.db.WithContext(ctx).Model(&store.Withdrawal{}).Where(q.where, q.args(now)...).Count(&n).Error; err != nil {
+		c := q.at(now)
+		n, err := store.CountStuck(ctx, p.db, c)
+		if err != nil {
 			return report, fmt.Errorf("stuck report %s: %w", q.class.Reason, err)
 		}
 		report[q.class] = n
@@ -145,10 +138,8 @@ func (p *Poller) ReportStuck(ctx context.Context, logLines bool) (StuckReport, e
 		if !logLines || n == 0 {
 			continue
 		}
-		var rows []StuckWithdrawal
-		if err := p.db.WithContext(ctx).Model(&store.Withdrawal{}).
-			Select("id, channel, account, out_request_no, state, "+q.since+" AS since").
-			Where(q.where, q.args(now)...).Order(q.since).Limit(p.opts.StuckLogLimit).Scan(&rows).Error; err != nil {
+		rows, err := store.ListStuck(ctx, p.db, c, p.opts.StuckLogLimit)
+		if err != nil {
 			return report, fmt.Errorf("stuck report %s: %w", q.class.Reason, err)
 		}
 		for _, w := range rows {
@@ -229,31 +220,8 @@ func (p *Poller) purgeAttempts(ctx context.Context, cutoff time.Time) (int64, er
 	}
 }
 
-// tryLock takes the daily job's named lock without waiting (MySQL only;
-// elsewhere every instance leads).
+// tryLock takes the daily job's named lock without waiting (on SQLite,
+// whose database belongs to one process, every instance leads).
 func (p *Poller) tryLock(ctx context.Context) (release func(), ok bool, err error) {
-	if p.db.Dialect != store.MySQL {
-		return func() {}, true, nil
-	}
-	sqlDB, err := p.db.DB.DB()
-	if err != nil {
-		return nil, false, err
-	}
-	conn, err := sqlDB.Conn(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", dailyLock).Scan(&got); err != nil {
-		conn.Close()
-		return nil, false, err
-	}
-	if got.Int64 != 1 {
-		conn.Close()
-		return func() {}, false, nil
-	}
-	return func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", dailyLock)
-		conn.Close()
-	}, true, nil
+	return store.TryAdvisoryLock(ctx, p.db, dailyLock)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/paycore/withdraw/internal/provider"
+	"github.com/paycore/withdraw/internal/store"
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
@@ -17,9 +18,9 @@ type LineKind string
 
 // The kinds of line.
 const (
-	LineWithdraw LineKind = "withdraw" // money out for a withdrawal
-	LineRefund   LineKind = "refund"   // a withdrawal's money back
-	LineOther    LineKind = ""         // any other movement: counted, skipped
+	LineWithdraw LineKind = store.ReconLineWithdraw // money out for a withdrawal
+	LineRefund   LineKind = store.ReconLineRefund   // a withdrawal's money back
+	LineOther    LineKind = ""                      // any other movement: counted, skipped
 )
 
 // Line is one detail line of a fund-flow bill, back-quotes removed.

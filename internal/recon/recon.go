@@ -25,7 +25,6 @@ package recon
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,8 +34,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"gorm.io/gorm"
 
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/store"
@@ -145,9 +142,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	if len(r.sources) == 0 {
 		return nil
 	}
-	unlock, ok, err := r.lock(ctx)
+	unlock, ok, err := store.TryAdvisoryLock(ctx, r.db, lockName)
 	if err != nil {
-		return err
+		return fmt.Errorf("recon: %w", err)
 	}
 	if !ok {
 		r.log.Debug("another instance is reconciling")
@@ -172,35 +169,6 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		}
 	}
 	return first
-}
-
-// lock takes the MySQL named lock on a connection of its own; SQLite
-// (one process) needs none.
-func (r *Reconciler) lock(ctx context.Context) (func(), bool, error) {
-	if r.db.Dialect != store.MySQL {
-		return func() {}, true, nil
-	}
-	sqlDB, err := r.db.DB.DB()
-	if err != nil {
-		return nil, false, err
-	}
-	conn, err := sqlDB.Conn(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("recon: lock connection: %w", err)
-	}
-	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", lockName).Scan(&got); err != nil {
-		conn.Close()
-		return nil, false, fmt.Errorf("recon: lock: %w", err)
-	}
-	if got.Int64 != 1 {
-		conn.Close()
-		return nil, false, nil
-	}
-	return func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", lockName)
-		conn.Close()
-	}, true, nil
 }
 
 // DateLayout is the layout of bill dates.
@@ -255,23 +223,16 @@ func (r *Reconciler) known(name string) bool {
 
 // source reads one bill of the day unless it was read before.
 func (r *Reconciler) source(ctx context.Context, date string, src Source) error {
-	now := r.opts.Now()
-	row := store.ReconSource{BillDate: date, Source: src.Name, Status: store.ReconPending, CreatedAt: now, UpdatedAt: now}
-	q := r.db.WithContext(ctx)
-	if err := q.Where("bill_date = ? AND source = ?", date, src.Name).FirstOrCreate(&row).Error; err != nil {
-		return fmt.Errorf("recon source row: %w", err)
+	row, err := store.EnsureReconSource(ctx, r.db, date, src.Name, r.opts.Now())
+	if err != nil {
+		return fmt.Errorf("recon: %w", err)
 	}
 	if row.Status == store.ReconDone {
 		return nil
 	}
 	lines, other, err := r.read(ctx, date, src)
-	upd := map[string]any{"attempts": gorm.Expr("attempts + 1"), "updated_at": r.opts.Now()}
+	var uerr error
 	if err != nil {
-		msg := err.Error()
-		if len(msg) > 500 {
-			msg = msg[:500]
-		}
-		upd["last_error"] = msg
 		reason := "error"
 		switch {
 		case errors.Is(err, ErrNotReady):
@@ -289,11 +250,11 @@ func (r *Reconciler) source(ctx context.Context, date string, src Source) error 
 			r.log.Error("fund-flow bill could not be reconciled", "bill_date", date, "source", src.Name, "alert", true, "err", err)
 		}
 		r.opts.Metrics.failures.WithLabelValues(src.Name, reason).Inc()
+		uerr = store.MarkReconSourceFailed(ctx, r.db, date, src.Name, err.Error(), r.opts.Now())
 	} else {
-		upd["status"], upd["last_error"], upd["done_at"] = store.ReconDone, "", r.opts.Now()
-		upd["bill_lines"], upd["other_lines"] = lines, other
+		uerr = store.MarkReconSourceDone(ctx, r.db, date, src.Name, lines, other, r.opts.Now())
 	}
-	if uerr := q.Model(&store.ReconSource{}).Where("bill_date = ? AND source = ?", date, src.Name).Updates(upd).Error; uerr != nil {
+	if uerr != nil {
 		return errors.Join(err, uerr)
 	}
 	return err
@@ -366,63 +327,49 @@ func (r *Reconciler) read(ctx context.Context, date string, src Source) (int64, 
 // SendWindow bounds how long before a bill's day a withdrawal on it was
 // created (accepted): its first send, and so its booking, follows within
 // it. Withdrawals are looked up by provider id, and the day's are listed,
-// through the primary key's range for [day - SendWindow, day + 2 days)
-// — ids are UUIDv7, so a creation time range is an id range — instead of
-// indexes on provider_ref and first_sent_at, which every intake insert and
-// every submission would pay for to serve one job a day.
+// among those created in [day - SendWindow, day + 2 days): ids are UUIDv7,
+// so that is a range of the primary key (store.ReconWithdrawalsByProviderRef,
+// store.ListSucceededFirstSent), instead of indexes on provider_ref and
+// first_sent_at, which every intake insert and every submission would pay
+// for to serve one job a day.
 const SendWindow = 7 * 24 * time.Hour
 
-// idWindow is the id range of the withdrawals a bill of date may book.
-func idWindow(date string) (from, to string) {
+// createdWindow is when the withdrawals a bill of date may book were
+// created.
+func createdWindow(date string) (from, to time.Time) {
 	day, _ := time.ParseInLocation(DateLayout, date, withdrawal.Beijing)
-	return store.IDAt(day.Add(-SendWindow)), store.IDAt(day.AddDate(0, 0, 2))
+	return day.Add(-SendWindow), day.AddDate(0, 0, 2)
 }
-
-// lookupColumns are what matching needs of a withdrawal.
-var lookupColumns = []string{"id", "channel", "account", "out_request_no", "amount", "params", "state", "version",
-	"provider_ref", "next_attempt_at", "first_sent_at"}
 
 // match classifies a batch of withdrawal lines and stores them.
 func (r *Reconciler) match(ctx context.Context, date string, src Source, lines []Line) error {
-	channels := make([]string, len(src.Channels))
-	for i, c := range src.Channels {
-		channels[i] = string(c)
-	}
 	var nos, refs []string
 	for _, l := range lines {
 		if l.Number != "" {
 			nos = append(nos, l.Number)
 		}
 	}
-	q := r.db.WithContext(ctx)
 	byNo := map[string]*store.Withdrawal{}
 	byRef := map[string]*store.Withdrawal{}
-	if len(nos) > 0 {
-		var rows []store.Withdrawal
-		if err := q.Select(lookupColumns).Where("out_request_no IN ? AND account = ? AND channel IN ?", nos, src.Account, channels).
-			Find(&rows).Error; err != nil {
-			return fmt.Errorf("recon: find withdrawals: %w", err)
-		}
-		for i := range rows {
-			byNo[rows[i].OutRequestNo] = &rows[i]
-		}
+	rows, err := store.ReconWithdrawalsByOutRequestNo(ctx, r.db, src.Account, src.Channels, nos)
+	if err != nil {
+		return fmt.Errorf("recon: %w", err)
+	}
+	for i := range rows {
+		byNo[rows[i].OutRequestNo] = &rows[i]
 	}
 	for _, l := range lines {
 		if byNo[l.Number] == nil && l.Ref != "" {
 			refs = append(refs, l.Ref)
 		}
 	}
-	if len(refs) > 0 {
-		var rows []store.Withdrawal
-		lo, hi := idWindow(date)
-		if err := q.Select(lookupColumns).Where("id >= ? AND id < ? AND provider_ref IN ? AND account = ? AND channel IN ?",
-			lo, hi, refs, src.Account, channels).
-			Find(&rows).Error; err != nil {
-			return fmt.Errorf("recon: find withdrawals by provider id: %w", err)
-		}
-		for i := range rows {
-			byRef[rows[i].ProviderRef] = &rows[i]
-		}
+	from, to := createdWindow(date)
+	rows, err = store.ReconWithdrawalsByProviderRef(ctx, r.db, src.Account, src.Channels, refs, from, to)
+	if err != nil {
+		return fmt.Errorf("recon: %w", err)
+	}
+	for i := range rows {
+		byRef[rows[i].ProviderRef] = &rows[i]
 	}
 
 	now := r.opts.Now()
@@ -490,25 +437,16 @@ func refundable(state string) bool {
 // makes the withdrawal due for a query (REFUND, MISSING), in the same
 // transaction: a crash never leaves a finding without its query.
 func (r *Reconciler) finding(ctx context.Context, it store.ReconItem, w *store.Withdrawal) error {
+	var requery *store.Withdrawal
+	if it.Outcome == store.ReconRefund || it.Outcome == store.ReconMissing {
+		requery = w
+	}
 	var isNew bool
 	var requeried string
-	err := r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		isNew, requeried = false, ""
-		n, err := store.InsertReconItems(ctx, store.LegacyTx(tx), []store.ReconItem{it})
-		if err != nil || n == 0 {
-			return err
-		}
-		isNew = true
-		if w != nil && (it.Outcome == store.ReconRefund || it.Outcome == store.ReconMissing) {
-			by, ok, err := store.Requery(ctx, store.LegacyTx(tx), w, r.opts.Now())
-			if err != nil {
-				return err
-			}
-			if ok {
-				requeried = by
-			}
-		}
-		return nil
+	err := r.db.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		isNew, requeried, err = store.RecordReconFinding(ctx, tx, it, requery, r.opts.Now())
+		return err
 	})
 	if err != nil || !isNew {
 		return err
@@ -530,23 +468,17 @@ func (r *Reconciler) finding(ctx context.Context, it store.ReconItem, w *store.W
 // later bill booked (sent just before midnight, booked just after): the
 // earlier day's summary is rewritten.
 func (r *Reconciler) resolveLate(ctx context.Context, date string, ids []string) error {
-	if len(ids) == 0 {
-		return nil
+	late, err := store.ResolveLateMissing(ctx, r.db, date, ids)
+	for _, it := range late {
+		r.log.Info("missing withdrawal found on a later bill", "withdrawal_id", it.WithdrawalID, "out_request_no", it.OutRequestNo,
+			"missing_on", it.BillDate, "booked_on", date)
 	}
-	var late []store.ReconItem
-	if err := r.db.WithContext(ctx).Where("withdrawal_id IN ? AND outcome = ? AND bill_date < ?", ids, store.ReconMissing, date).
-		Find(&late).Error; err != nil {
-		return fmt.Errorf("recon: late bookings: %w", err)
+	if err != nil {
+		return fmt.Errorf("recon: %w", err)
 	}
 	days := map[string]bool{}
 	for _, it := range late {
-		if err := r.db.WithContext(ctx).Model(&store.ReconItem{}).Where("id = ?", it.ID).
-			Updates(map[string]any{"outcome": store.ReconMatched, "note": "booked on the bill of " + date}).Error; err != nil {
-			return err
-		}
 		days[it.BillDate] = true
-		r.log.Info("missing withdrawal found on a later bill", "withdrawal_id", it.WithdrawalID, "out_request_no", it.OutRequestNo,
-			"missing_on", it.BillDate, "booked_on", date)
 	}
 	for d := range days {
 		if _, err := store.RecomputeReconDay(ctx, r.db, d, len(r.sources), r.opts.Now()); err != nil {
@@ -561,37 +493,33 @@ func (r *Reconciler) resolveLate(ctx context.Context, date string, ids []string)
 func (r *Reconciler) missing(ctx context.Context, date string) error {
 	day, _ := time.ParseInLocation(DateLayout, date, withdrawal.Beijing)
 	from, to := day.UTC(), day.AddDate(0, 0, 1).UTC()
-	var channels []string
+	var channels []withdrawal.Channel
 	for _, s := range r.sources {
 		for _, c := range s.Channels {
-			if !slices.Contains(channels, string(c)) {
-				channels = append(channels, string(c))
+			if !slices.Contains(channels, c) {
+				channels = append(channels, c)
 			}
 		}
 	}
-	after, hi := idWindow(date)
+	createdFrom, createdTo := createdWindow(date)
+	page := store.FirstSentPage{Channels: channels, CreatedFrom: createdFrom, CreatedTo: createdTo,
+		SentFrom: from, SentTo: to, Limit: batchLines}
 	for {
-		var rows []store.Withdrawal
-		err := r.db.WithContext(ctx).Select(lookupColumns).
-			Where("id > ? AND id < ? AND first_sent_at >= ? AND first_sent_at < ? AND state = ? AND channel IN ?",
-				after, hi, from, to, string(withdrawal.StateSucceeded), channels).
-			Order("id").Limit(batchLines).Find(&rows).Error
+		rows, err := store.ListSucceededFirstSent(ctx, r.db, page)
 		if err != nil {
 			return fmt.Errorf("recon: day's withdrawals: %w", err)
 		}
 		if len(rows) == 0 {
 			return nil
 		}
-		after = rows[len(rows)-1].ID
+		page.After = rows[len(rows)-1].ID
 		ids := make([]string, len(rows))
 		for i := range rows {
 			ids[i] = rows[i].ID
 		}
-		var booked []string
-		if err := r.db.WithContext(ctx).Model(&store.ReconItem{}).Distinct("withdrawal_id").
-			Where("withdrawal_id IN ? AND line_kind = ? AND outcome IN ?", ids, string(LineWithdraw),
-				[]string{store.ReconMatched, store.ReconAmountMismatch}).Pluck("withdrawal_id", &booked).Error; err != nil {
-			return fmt.Errorf("recon: booked withdrawals: %w", err)
+		booked, err := store.ReconBooked(ctx, r.db, ids)
+		if err != nil {
+			return fmt.Errorf("recon: %w", err)
 		}
 		for i := range rows {
 			w := &rows[i]

@@ -94,7 +94,7 @@ func seedDay(t *testing.T, db *store.DB, srv *sandbox.Server, date string, nPlat
 	}
 	// GORM writes every column (the intake's insert leaves provider data
 	// out): these rows are already submitted and settled.
-	if err := db.WithContext(context.Background()).CreateInBatches(rows, 500).Error; err != nil {
+	if err := db.Gorm().WithContext(context.Background()).CreateInBatches(rows, 500).Error; err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -150,7 +150,7 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func (e *reconEnv) items(t *testing.T, date string) map[string][]string {
 	t.Helper()
 	var rows []store.ReconItem
-	if err := e.db.Where("bill_date = ?", date).Order("id").Find(&rows).Error; err != nil {
+	if err := e.db.Gorm().Where("bill_date = ?", date).Order("id").Find(&rows).Error; err != nil {
 		t.Fatal(err)
 	}
 	out := map[string][]string{}
@@ -286,7 +286,7 @@ func TestSystemReconcileDay(t *testing.T) {
 	}
 	// Resumed after a crash that lost the sources' DONE marks: the bills
 	// are read again, and still nothing is new.
-	if err := e.db.Model(&store.ReconSource{}).Where("bill_date = ?", date).Update("status", store.ReconPending).Error; err != nil {
+	if err := e.db.Gorm().Model(&store.ReconSource{}).Where("bill_date = ?", date).Update("status", store.ReconPending).Error; err != nil {
 		t.Fatal(err)
 	}
 	again, err = e.rec.Reconcile(ctx, date)
@@ -365,4 +365,37 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestSystemRunTakesTurns runs the cron job while another instance holds
+// the reconciliation's lock: it skips, and reconciles the due days once
+// the lock is free.
+func TestSystemRunTakesTurns(t *testing.T) {
+	e := newReconEnv(t, 3000)
+	ctx := context.Background()
+	// Two days back is due whatever the hour (ReadyHour the day after).
+	date := time.Now().In(withdrawal.Beijing).AddDate(0, 0, -2).Format(recon.DateLayout)
+	release, ok, err := store.TryAdvisoryLock(ctx, e.db, "withdraw.recon")
+	if err != nil || !ok {
+		t.Fatalf("take the lock: ok %v, %v", ok, err)
+	}
+	if err := e.rec.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if srcs, err := store.ReconSources(ctx, e.db, date); err != nil || len(srcs) != 0 {
+		t.Fatalf("ran under another instance's lock: %+v, %v", srcs, err)
+	}
+	release()
+	if err := e.rec.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := store.ReconSources(ctx, e.db, date)
+	if err != nil || len(srcs) != len(e.sources) {
+		t.Fatalf("after the lock was freed: %+v, %v; want every bill of %s", srcs, err, date)
+	}
+	for _, s := range srcs {
+		if s.Status != store.ReconDone {
+			t.Errorf("%s: %s (%s)", s.Source, s.Status, s.LastError)
+		}
+	}
 }

@@ -395,7 +395,7 @@ var outboxOperations = []operation{
 
 // seedOutbox inserts one outbox row per lane given, in that order, created
 // at `created`, and returns their ids. Row i has event id "ev-i", key
-// "key-i" and payload {"n":i}.
+// "key-i" and payload {"n":i}. (outboxRows is the intake tests'.)
 func seedOutbox(t *testing.T, db *store.DB, created time.Time, lanes ...int) []int64 {
 	t.Helper()
 	ctx := context.Background()
@@ -416,16 +416,6 @@ func seedOutbox(t *testing.T, db *store.DB, created time.Time, lanes ...int) []i
 		t.Fatalf("%d rows inserted, want %d", len(ids), len(lanes))
 	}
 	return ids
-}
-
-// outboxRows are every outbox row, in id order.
-func outboxRows(t *testing.T, db *store.DB) []store.OutboxEvent {
-	t.Helper()
-	var rows []store.OutboxEvent
-	if err := db.Gorm().Order("id").Find(&rows).Error; err != nil {
-		t.Fatal(err)
-	}
-	return rows
 }
 
 // laneIDs are the ids of lane's rows, in order.

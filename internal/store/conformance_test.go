@@ -33,6 +33,10 @@ type operation struct {
 func operations() [][]operation {
 	return [][]operation{
 		withdrawalOperations,
+		reconOperations,
+		intakeOperations,
+		pollOperations,
+		dispatchOperations,
 		outboxOperations,
 	}
 }

@@ -271,3 +271,202 @@ func Requery(ctx context.Context, ex Executor, w *Withdrawal, now time.Time) (by
 	}
 	return by, again.State == w.State && again.Version == w.Version, nil
 }
+
+// Kinds of bill line (recon_items.line_kind); empty for an item of ours
+// that no line booked (MISSING).
+const (
+	ReconLineWithdraw = "withdraw" // money out for a withdrawal
+	ReconLineRefund   = "refund"   // a withdrawal's money back
+)
+
+// WidthReconError is the width of recon_sources.last_error, in characters.
+const WidthReconError = 512
+
+// EnsureReconSource returns the row of one bill of one day, creating it
+// PENDING (at now) when the day's reconciliation first meets the bill.
+func EnsureReconSource(ctx context.Context, ex Executor, date, source string, now time.Time) (*ReconSource, error) {
+	db := ex.handle()
+	row := ReconSource{BillDate: date, Source: source, Status: ReconPending, CreatedAt: now, UpdatedAt: now}
+	if err := db.WithContext(ctx).Where("bill_date = ? AND source = ?", date, source).FirstOrCreate(&row).Error; err != nil {
+		return nil, fmt.Errorf("recon source %s %s: %w", date, source, err)
+	}
+	return &row, nil
+}
+
+// MarkReconSourceFailed counts a failed read of a bill: one more attempt,
+// and why (cut to its column, WidthReconError). The bill stays PENDING, to
+// be read again from the start.
+func MarkReconSourceFailed(ctx context.Context, ex Executor, date, source, why string, now time.Time) error {
+	return updateReconSource(ctx, ex, date, source, map[string]any{
+		"attempts": gorm.Expr("attempts + 1"), "updated_at": now, "last_error": Fit(why, WidthReconError)})
+}
+
+// MarkReconSourceDone records a bill read in full: DONE, with its detail
+// lines and how many of them were not withdrawal movements. Reconcile never
+// reads a DONE bill again.
+func MarkReconSourceDone(ctx context.Context, ex Executor, date, source string, billLines, otherLines int64, now time.Time) error {
+	return updateReconSource(ctx, ex, date, source, map[string]any{
+		"attempts": gorm.Expr("attempts + 1"), "updated_at": now, "status": ReconDone, "last_error": "",
+		"done_at": now, "bill_lines": billLines, "other_lines": otherLines})
+}
+
+func updateReconSource(ctx context.Context, ex Executor, date, source string, set map[string]any) error {
+	db := ex.handle()
+	if err := db.WithContext(ctx).Model(&ReconSource{}).Where("bill_date = ? AND source = ?", date, source).
+		Updates(set).Error; err != nil {
+		return fmt.Errorf("recon source %s %s: %w", date, source, err)
+	}
+	return nil
+}
+
+// reconColumns are what reconciliation needs of a withdrawal: matching a
+// line, recording an item, requerying.
+var reconColumns = []string{"id", "channel", "account", "out_request_no", "amount", "params", "state", "version",
+	"provider_ref", "next_attempt_at", "first_sent_at"}
+
+func channelStrings(channels []withdrawal.Channel) []string {
+	out := make([]string, len(channels))
+	for i, c := range channels {
+		out[i] = string(c)
+	}
+	return out
+}
+
+// ReconWithdrawalsByOutRequestNo returns the withdrawals of account in
+// channels whose out_request_no is one of nos, with the columns
+// reconciliation reads (the other fields are zero): uq_withdrawals_key
+// serves the lookup.
+func ReconWithdrawalsByOutRequestNo(ctx context.Context, ex Executor, account string, channels []withdrawal.Channel, nos []string) ([]Withdrawal, error) {
+	if len(nos) == 0 {
+		return nil, nil
+	}
+	db := ex.handle()
+	var rows []Withdrawal
+	if err := db.WithContext(ctx).Select(reconColumns).
+		Where("out_request_no IN ? AND account = ? AND channel IN ?", nos, account, channelStrings(channels)).
+		Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("find withdrawals by out_request_no: %w", err)
+	}
+	return rows, nil
+}
+
+// ReconWithdrawalsByProviderRef returns the withdrawals of account in
+// channels created in [createdFrom, createdTo) whose provider_ref is one of
+// refs, with the columns reconciliation reads. There is no index on
+// provider_ref, which every submission would pay for to serve one job a
+// day: ids are UUIDv7, so the creation window is a range of the primary
+// key, and the lookup reads that range.
+func ReconWithdrawalsByProviderRef(ctx context.Context, ex Executor, account string, channels []withdrawal.Channel, refs []string,
+	createdFrom, createdTo time.Time) ([]Withdrawal, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	db := ex.handle()
+	var rows []Withdrawal
+	if err := db.WithContext(ctx).Select(reconColumns).
+		Where("id >= ? AND id < ? AND provider_ref IN ? AND account = ? AND channel IN ?",
+			IDAt(createdFrom), IDAt(createdTo), refs, account, channelStrings(channels)).
+		Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("find withdrawals by provider id: %w", err)
+	}
+	return rows, nil
+}
+
+// FirstSentPage is one page of ListSucceededFirstSent: the SUCCEEDED
+// withdrawals of Channels created in [CreatedFrom, CreatedTo) and first
+// sent in [SentFrom, SentTo), after the id After (the last of the previous
+// page; empty for the first), at most Limit of them.
+type FirstSentPage struct {
+	Channels               []withdrawal.Channel
+	CreatedFrom, CreatedTo time.Time
+	SentFrom, SentTo       time.Time
+	After                  string
+	Limit                  int
+}
+
+// ListSucceededFirstSent lists one page of p in id order, with the columns
+// reconciliation reads; the next page starts after the last id. The
+// creation window is a range of the primary key (ids are UUIDv7) that
+// bounds the scan, first_sent_at filters it: no index on first_sent_at,
+// which every submission would pay for to serve one job a day.
+func ListSucceededFirstSent(ctx context.Context, ex Executor, p FirstSentPage) ([]Withdrawal, error) {
+	db := ex.handle()
+	after := p.After
+	if after == "" {
+		after = IDAt(p.CreatedFrom)
+	}
+	var rows []Withdrawal
+	if err := db.WithContext(ctx).Select(reconColumns).
+		Where("id > ? AND id < ? AND first_sent_at >= ? AND first_sent_at < ? AND state = ? AND channel IN ?",
+			after, IDAt(p.CreatedTo), p.SentFrom, p.SentTo, string(withdrawal.StateSucceeded), channelStrings(p.Channels)).
+		Order("id").Limit(p.Limit).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("succeeded withdrawals first sent from %s: %w", p.SentFrom, err)
+	}
+	return rows, nil
+}
+
+// ReconBooked returns those of withdrawalIDs that a withdrawal line of a
+// bill booked (an item MATCHED or AMOUNT_MISMATCH), each once:
+// ix_recon_items_withdrawal serves it.
+func ReconBooked(ctx context.Context, ex Executor, withdrawalIDs []string) ([]string, error) {
+	if len(withdrawalIDs) == 0 {
+		return nil, nil
+	}
+	db := ex.handle()
+	var booked []string
+	if err := db.WithContext(ctx).Model(&ReconItem{}).Distinct("withdrawal_id").
+		Where("withdrawal_id IN ? AND line_kind = ? AND outcome IN ?", withdrawalIDs, ReconLineWithdraw,
+			[]string{ReconMatched, ReconAmountMismatch}).Pluck("withdrawal_id", &booked).Error; err != nil {
+		return nil, fmt.Errorf("booked withdrawals: %w", err)
+	}
+	return booked, nil
+}
+
+// RecordReconFinding stores a finding (an item other than MATCHED) unless
+// the same item is stored already, and only when it is new makes requery —
+// the withdrawal the finding is about, or nil — due now (Requery). Both in
+// tx: a crash never leaves a finding without its query, and a finding
+// recorded before never queries again. requeriedBy is who takes the query
+// ("" when none was made: not new, no withdrawal, not requeryable, or the
+// row moved on).
+func RecordReconFinding(ctx context.Context, tx *Tx, item ReconItem, requery *Withdrawal, now time.Time) (isNew bool, requeriedBy string, err error) {
+	n, err := InsertReconItems(ctx, tx, []ReconItem{item})
+	if err != nil || n == 0 {
+		return false, "", err
+	}
+	if requery == nil {
+		return true, "", nil
+	}
+	by, ok, err := Requery(ctx, tx, requery, now)
+	if err != nil {
+		return true, "", fmt.Errorf("requery %s: %w", requery.ID, err)
+	}
+	if !ok {
+		by = ""
+	}
+	return true, by, nil
+}
+
+// ResolveLateMissing turns the MISSING items of days before date about
+// withdrawalIDs into MATCHED, noting the bill of date booked them (sent
+// just before midnight, booked just after), and returns them as they were.
+// Each is updated on its own by primary key. On an error, the items
+// resolved before it are returned with it.
+func ResolveLateMissing(ctx context.Context, ex Executor, date string, withdrawalIDs []string) ([]ReconItem, error) {
+	if len(withdrawalIDs) == 0 {
+		return nil, nil
+	}
+	db := ex.handle()
+	var late []ReconItem
+	if err := db.WithContext(ctx).Where("withdrawal_id IN ? AND outcome = ? AND bill_date < ?", withdrawalIDs, ReconMissing, date).
+		Find(&late).Error; err != nil {
+		return nil, fmt.Errorf("late bookings: %w", err)
+	}
+	for i, it := range late {
+		if err := db.WithContext(ctx).Model(&ReconItem{}).Where("id = ?", it.ID).
+			Updates(map[string]any{"outcome": ReconMatched, "note": "booked on the bill of " + date}).Error; err != nil {
+			return late[:i], fmt.Errorf("resolve late booking %d: %w", it.ID, err)
+		}
+	}
+	return late, nil
+}

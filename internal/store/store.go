@@ -31,9 +31,12 @@ type DB struct {
 	Dialect Dialect
 }
 
+// MaxOpenDefault is PoolOptions.MaxOpen's default (and --db-max-open's).
+const MaxOpenDefault = 32
+
 // PoolOptions size the connection pool.
 type PoolOptions struct {
-	MaxOpen     int           // default 32
+	MaxOpen     int           // default MaxOpenDefault
 	MaxIdle     int           // default MaxOpen
 	MaxLifetime time.Duration // default 30m
 }
@@ -91,7 +94,7 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 
 func (db *DB) configure(ctx context.Context, pool PoolOptions) error {
 	if pool.MaxOpen <= 0 {
-		pool.MaxOpen = 32
+		pool.MaxOpen = MaxOpenDefault
 	}
 	if pool.MaxIdle <= 0 {
 		pool.MaxIdle = pool.MaxOpen

@@ -5,6 +5,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paycore/withdraw/internal/invariant"
 	"github.com/paycore/withdraw/internal/outbox"
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/store"
@@ -154,4 +156,35 @@ func IndexRowsRead(t testing.TB, db *store.DB) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// AssertVersionsGapFree fails the test unless every withdrawal's stored
+// events have versions 1..version, in order, the last one the row's state
+// (invariant.VersionsGapFree, the chaos suite's check on the topic).
+func AssertVersionsGapFree(t testing.TB, db *store.DB) {
+	t.Helper()
+	ctx := context.Background()
+	var rows []store.Withdrawal
+	if err := db.Gorm().WithContext(ctx).Order("id").Find(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	hist := make([]invariant.Row, len(rows))
+	var events []invariant.Event
+	for i, w := range rows {
+		hist[i] = invariant.Row{ID: w.ID, OutRequestNo: w.OutRequestNo, State: w.State, Version: w.Version}
+		stored, err := store.EventsOf(ctx, db, w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range stored {
+			var ev withdrawal.Event
+			if err := json.Unmarshal(e.Payload, &ev); err != nil {
+				t.Fatalf("%s: event v%d is not JSON: %v", w.OutRequestNo, e.Version, err)
+			}
+			events = append(events, invariant.Event{WithdrawalID: w.ID, Version: e.Version, State: string(ev.State)})
+		}
+	}
+	for _, v := range invariant.VersionsGapFree(hist, events).Violations {
+		t.Error(v)
+	}
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/paycore/withdraw/internal/pii"
 	"github.com/paycore/withdraw/internal/provider/providertest"
 	"github.com/paycore/withdraw/internal/store"
@@ -124,13 +122,13 @@ func testApplyAllWritesWhatApplyWrites(ctx context.Context, t *testing.T, db *st
 	all := append(claimAll(t, db, "owner", now, bNames[:half]...), claimAll(t, db, "other", now, bNames[half:]...)...)
 
 	var oneRows, allRows transition.Writes
-	if err := db.Transaction(func(tx *gorm.DB) error {
+	if err := db.InTx(ctx, func(tx *store.Tx) error {
 		for i := range one {
-			if _, err := transition.ApplyDeferred(ctx, store.LegacyTx(tx), &one[i], changes[i], now, &oneRows); err != nil {
+			if _, err := transition.ApplyDeferred(ctx, tx, &one[i], changes[i], now, &oneRows); err != nil {
 				return err
 			}
 		}
-		return oneRows.Flush(ctx, store.LegacyTx(tx))
+		return oneRows.Flush(ctx, tx)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +136,11 @@ func testApplyAllWritesWhatApplyWrites(ctx context.Context, t *testing.T, db *st
 	for i := range all {
 		items[i] = transition.Pending{W: &all[i], C: changes[i]}
 	}
-	if err := db.Transaction(func(tx *gorm.DB) error {
-		if err := transition.ApplyAll(ctx, store.LegacyTx(tx), items, now, &allRows); err != nil {
+	if err := db.InTx(ctx, func(tx *store.Tx) error {
+		if err := transition.ApplyAll(ctx, tx, items, now, &allRows); err != nil {
 			return err
 		}
-		return allRows.Flush(ctx, store.LegacyTx(tx))
+		return allRows.Flush(ctx, tx)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +193,7 @@ func TestApplyAllIsAllOrNothing(t *testing.T) {
 				items[i] = transition.Pending{W: &rows[i], C: transition.Change{To: withdrawal.StateSubmitted, NextAttemptAt: now.Add(time.Hour)}}
 			}
 			var w transition.Writes
-			err := db.Transaction(func(tx *gorm.DB) error { return transition.ApplyAll(ctx, store.LegacyTx(tx), items, now, &w) })
+			err := db.InTx(ctx, func(tx *store.Tx) error { return transition.ApplyAll(ctx, tx, items, now, &w) })
 			if !errors.Is(err, transition.ErrStale) {
 				t.Fatalf("ApplyAll with a lost claim = %v, want ErrStale", err)
 			}

@@ -120,7 +120,10 @@ func IdleDispatcher(ctx context.Context, dsn string, d time.Duration) (float64, 
 	if err != nil {
 		return 0, err
 	}
-	disp := dispatch.New(db, provider.NewRegistry(), keys, dispatch.Options{Instance: "idle", Rules: schedule.Production(), Logger: quiet()})
+	disp, err := dispatch.New(db, provider.NewRegistry(), keys, dispatch.Options{Instance: "idle", Rules: schedule.Production(), Logger: quiet()})
+	if err != nil {
+		return 0, err
+	}
 	before, err := store.IndexRowsRead(ctx, db)
 	if err != nil {
 		return 0, err

@@ -140,11 +140,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	// went wrong). Polling the table every 100 ms had cost MariaDB about 10%
 	// of its CPU in the run and made the end time 100 ms coarse.
 	var recorded atomic.Int64
-	d := dispatch.New(o.DB, reg, keys, dispatch.Options{
+	d, err := dispatch.New(o.DB, reg, keys, dispatch.Options{
 		Instance: "bench", MaxInFlight: o.MaxInFlight, ClaimBatch: 256, Rules: schedule.Accelerated(),
 		DefaultRate: dispatch.Rate{PerSecond: 1e6, Burst: 1000}, Logger: quiet, // the default poll interval: Notify drives it
 		OnChange: func() { recorded.Add(1) },
 	})
+	if err != nil {
+		return Result{}, err
+	}
 	runCtx, cancel := context.WithCancel(withSide(ctx, sideDispatcher))
 	defer cancel()
 	stopProfile, err := cpuProfile(o.ProfileTo)
@@ -221,7 +224,7 @@ func benchCounts(ctx context.Context, db *store.DB, prefix string) (map[string]i
 		State string
 		N     int64
 	}
-	if err := db.WithContext(ctx).Raw("SELECT state, COUNT(*) AS n FROM withdrawals WHERE out_request_no LIKE ? GROUP BY state", prefix+"%").
+	if err := db.Gorm().WithContext(ctx).Raw("SELECT state, COUNT(*) AS n FROM withdrawals WHERE out_request_no LIKE ? GROUP BY state", prefix+"%").
 		Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("count the run's withdrawals: %w", err)
 	}
@@ -238,7 +241,7 @@ func questions(ctx context.Context, db *store.DB) (int64, error) {
 		VariableName string `gorm:"column:Variable_name"`
 		Value        int64  `gorm:"column:Value"`
 	}
-	if err := db.DB.WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
+	if err := db.Gorm().WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
 		return 0, fmt.Errorf("read MariaDB's statement count: %w", err)
 	}
 	return row.Value, nil

@@ -32,8 +32,8 @@ type Floor struct {
 	// answer read and parsed, connection reused.
 	HTTPPost time.Duration
 	// SQLRoundTrip is one statement to MariaDB and its answer (a one-row
-	// UPDATE by primary key, autocommit) through the store's pool and
-	// store.Exec, the path of the dispatcher's statements.
+	// UPDATE by primary key, autocommit) through the store's pool straight
+	// to database/sql, the path of the dispatcher's statements.
 	SQLRoundTrip time.Duration
 }
 
@@ -128,22 +128,22 @@ func measureHTTPPost(ctx context.Context, n, inFlight int) (time.Duration, error
 // checks afterwards that every update landed.
 func measureSQLRoundTrip(ctx context.Context, db *store.DB, n, inFlight int) (time.Duration, error) {
 	const rows = 1000
-	if err := db.DB.WithContext(ctx).Exec("CREATE TABLE bench_floor (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, updated_at DATETIME(6) NOT NULL)").Error; err != nil {
+	if err := db.Gorm().WithContext(ctx).Exec("CREATE TABLE bench_floor (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, updated_at DATETIME(6) NOT NULL)").Error; err != nil {
 		return 0, err
 	}
-	defer db.DB.Exec("DROP TABLE bench_floor")
+	defer db.Gorm().Exec("DROP TABLE bench_floor")
 	values := strings.TrimSuffix(strings.Repeat("(?, 0, ?),", rows), ",")
 	args := make([]any, 0, 2*rows)
 	for i := range rows {
 		args = append(args, i, time.Now().UTC())
 	}
-	if _, err := store.Exec(ctx, db, "INSERT INTO bench_floor (id, v, updated_at) VALUES "+values, args...); err != nil {
+	if _, err := exec(ctx, db, "INSERT INTO bench_floor (id, v, updated_at) VALUES "+values, args...); err != nil {
 		return 0, err
 	}
 	var next atomic.Int64
 	per, err := clientCPU(ctx, n, inFlight, func(ctx context.Context) error {
 		id := next.Add(1) % rows
-		got, err := store.Exec(ctx, db, "UPDATE bench_floor SET v = v + 1, updated_at = ? WHERE id = ?", time.Now().UTC(), id)
+		got, err := exec(ctx, db, "UPDATE bench_floor SET v = v + 1, updated_at = ? WHERE id = ?", time.Now().UTC(), id)
 		if err == nil && got != 1 {
 			err = fmt.Errorf("updated %d rows, want 1", got)
 		}
@@ -153,13 +153,24 @@ func measureSQLRoundTrip(ctx context.Context, db *store.DB, n, inFlight int) (ti
 		return 0, err
 	}
 	var sum int64
-	if err := db.DB.WithContext(ctx).Raw("SELECT COALESCE(SUM(v), 0) FROM bench_floor").Scan(&sum).Error; err != nil {
+	if err := db.Gorm().WithContext(ctx).Raw("SELECT COALESCE(SUM(v), 0) FROM bench_floor").Scan(&sum).Error; err != nil {
 		return 0, err
 	}
 	if sum != int64(n) {
 		return 0, fmt.Errorf("%d updates counted, want %d", sum, n)
 	}
 	return per, nil
+}
+
+// exec runs a complete statement on the pool's connection, as the store's
+// hand-built statements do: straight to database/sql, no GORM statement
+// building.
+func exec(ctx context.Context, db *store.DB, q string, args ...any) (int64, error) {
+	res, err := db.Gorm().Statement.ConnPool.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // clientCPU runs op n times, inFlight at a time, in goroutines labelled as

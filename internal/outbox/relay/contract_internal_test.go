@@ -15,7 +15,7 @@ import (
 // are exactly those api/asyncapi.yaml declares for the events topic, with
 // the values it states.
 func TestRelayHeadersAreTheContract(t *testing.T) {
-	r := &Relay{opts: Options{Source: DefaultSource}}
+	r := &Relay{opts: Options{Source: SourceDefault}}
 	m := r.message(&store.PendingEvent{EventID: "0198e0f4-1c2b-7c3d-8e4f-5a6b7c8d9e0f", EventKey: "k", EventType: "withdrawal.accepted",
 		Payload: []byte(`{}`), CreatedAt: time.Date(2026, 11, 22, 2, 0, 0, 123456789, time.UTC)})
 	got := map[string]string{}

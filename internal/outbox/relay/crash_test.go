@@ -52,10 +52,14 @@ func relayChildMain() int {
 		return 2
 	}
 	w := relay.NewWriter(strings.Split(os.Getenv(testenv.EnvKafkaBrokers), ","), os.Getenv(envChildTopic))
-	r := relay.New(db, announcingWriter{w}, relay.Options{
+	r, err := relay.New(db, announcingWriter{w}, relay.Options{
 		Instance: "child", BatchSize: 100, Workers: 2, LeaseTTL: 4 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	fmt.Println("RUNNING")
 	_ = r.Run(ctx) // until SIGKILL
 	return 0
@@ -123,7 +127,7 @@ func TestRelayCrashMidBatch(t *testing.T) {
 	// The child's lanes free up when its 4s leases expire.
 	w := relay.NewWriter(brokers, tp)
 	defer w.Close()
-	r := relay.New(db, w, relay.Options{Instance: "restarted", LeaseTTL: 2 * time.Second})
+	r := newRelay(t, db, w, relay.Options{Instance: "restarted", LeaseTTL: 2 * time.Second})
 	startRelay(t, r)
 	waitPublished(t, db, 60*time.Second)
 

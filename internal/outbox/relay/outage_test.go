@@ -24,7 +24,7 @@ func TestRelayOutageKafka(t *testing.T) {
 	tp := topic(t, 3)
 	w := relay.NewWriter(brokers, tp)
 	defer w.Close()
-	r := relay.New(db, w, relay.Options{Instance: "outage", PollInterval: 50 * time.Millisecond,
+	r := newRelay(t, db, w, relay.Options{Instance: "outage", PollInterval: 50 * time.Millisecond,
 		MaxBackoff: 2 * time.Second, LeaseTTL: 10 * time.Second})
 	startRelay(t, r)
 

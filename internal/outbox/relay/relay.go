@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,51 +29,6 @@ import (
 // acknowledged; any other error counts as "none was".
 type Writer interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
-}
-
-// DefaultSource is the CloudEvents source of the events.
-const DefaultSource = "urn:paycore:withdraw"
-
-// DefaultRetention is how long published rows are kept before Purge
-// deletes them.
-const DefaultRetention = 7 * 24 * time.Hour
-
-// Options configure a Relay. Zero values take the documented defaults.
-type Options struct {
-	// Instance names this process in lane leases and logs (default: the
-	// host name). A random suffix is added, so two processes with the same
-	// name never share leases.
-	Instance string
-	// Source is the ce_source header (default DefaultSource).
-	Source string
-	// BatchSize is the most rows one worker reads per claim (default 2000),
-	// split evenly over the lanes it reads.
-	BatchSize int
-	// Workers is the number of goroutines publishing in parallel, each for
-	// its own subset of lanes (default 4).
-	Workers int
-	// PollInterval is the pause of a worker that found nothing to publish,
-	// unless Notify wakes it earlier (default 100ms).
-	PollInterval time.Duration
-	// LeaseTTL is the lifetime of a lane lease (default 20s). Leases are
-	// renewed every LeaseTTL/4; a worker publishes a lane only while more
-	// than LeaseTTL/2 of its lease is left. A crashed relay's lanes are
-	// taken over after at most LeaseTTL.
-	LeaseTTL time.Duration
-	// MaxBackoff caps the pause between retries after an error (default 5s).
-	MaxBackoff time.Duration
-	// StatsInterval is how often the pending-rows gauges are refreshed
-	// (default 10s; negative disables).
-	StatsInterval time.Duration
-	// ShutdownGrace bounds how long a batch being published when Run's
-	// context ends may take to finish (default 5s).
-	ShutdownGrace time.Duration
-	// PurgeBatch is the number of rows per DELETE of Purge (default 1000),
-	// PurgePause the pause between two of them (default 10ms).
-	PurgeBatch int
-	PurgePause time.Duration
-	Logger     *slog.Logger
-	Metrics    *Metrics
 }
 
 // Relay publishes outbox rows to Kafka in per-key order; see the package
@@ -103,49 +57,10 @@ type Relay struct {
 // New builds a relay over a migrated database and a writer of the
 // events topic. Several relays (in one or many processes) may run against
 // the same database; on SQLite run one.
-func New(db *store.DB, w Writer, opts Options) *Relay {
-	if opts.Instance == "" {
-		opts.Instance, _ = os.Hostname()
-		if opts.Instance == "" {
-			opts.Instance = "relay"
-		}
-	}
-	if opts.Source == "" {
-		opts.Source = DefaultSource
-	}
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 2000
-	}
-	if opts.Workers <= 0 {
-		opts.Workers = 4
-	}
-	opts.Workers = min(opts.Workers, outbox.Lanes)
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = 100 * time.Millisecond
-	}
-	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = 20 * time.Second
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 5 * time.Second
-	}
-	if opts.StatsInterval == 0 {
-		opts.StatsInterval = 10 * time.Second
-	}
-	if opts.ShutdownGrace <= 0 {
-		opts.ShutdownGrace = 5 * time.Second
-	}
-	if opts.PurgeBatch <= 0 {
-		opts.PurgeBatch = 1000
-	}
-	if opts.PurgePause <= 0 {
-		opts.PurgePause = 10 * time.Millisecond
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Metrics == nil {
-		opts.Metrics = NewMetrics(nil)
+func New(db *store.DB, w Writer, opts Options) (*Relay, error) {
+	opts.defaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	owner := ownerName(opts.Instance)
 	r := &Relay{
@@ -158,7 +73,7 @@ func New(db *store.DB, w Writer, opts Options) *Relay {
 	for i := range r.wake {
 		r.wake[i] = make(chan struct{}, 1)
 	}
-	return r
+	return r, nil
 }
 
 // ownerName is instance plus a random suffix, within outbox_lanes.owner's 64
@@ -564,14 +479,14 @@ func (r *Relay) message(row *store.PendingEvent) kafka.Message {
 	}
 }
 
-// Purge deletes rows published more than olderThan ago (DefaultRetention
+// Purge deletes rows published more than olderThan ago (RetentionDefault
 // when olderThan <= 0), PurgeBatch rows per statement with a pause between
 // statements, and returns how many it deleted. Unpublished rows are never
 // deleted. The poller's daily cron job calls it; any relay may, and several
 // at once only share the work.
 func (r *Relay) Purge(ctx context.Context, olderThan time.Duration) (int64, error) {
 	if olderThan <= 0 {
-		olderThan = DefaultRetention
+		olderThan = RetentionDefault
 	}
 	cutoff := time.Now().UTC().Add(-olderThan)
 	var total int64

@@ -50,7 +50,7 @@ func TestRelayPublishesEventsWithHeaders(t *testing.T) {
 	var rows []store.OutboxEvent
 	must(t, db.Gorm().Order("id").Find(&rows).Error)
 
-	r := relay.New(db, gw, relay.Options{Instance: "t", LeaseTTL: 4 * time.Second})
+	r := newRelay(t, db, gw, relay.Options{Instance: "t", LeaseTTL: 4 * time.Second})
 	startRelay(t, r)
 	select {
 	case <-gw.in:
@@ -88,7 +88,7 @@ func TestRelayPublishesEventsWithHeaders(t *testing.T) {
 			}
 			want := map[string]string{
 				"ce_specversion": "1.0", "ce_id": row.EventID, "ce_type": row.EventType,
-				"ce_source": relay.DefaultSource, "content-type": "application/json", "event_id": row.EventID,
+				"ce_source": relay.SourceDefault, "content-type": "application/json", "event_id": row.EventID,
 			}
 			for k, v := range want {
 				if got := header(m, k); got != v {
@@ -117,7 +117,7 @@ func TestRelayTwoInstancesKeepOrder(t *testing.T) {
 		w := relay.NewWriter(brokers, tp)
 		defer w.Close()
 		m := relay.NewMetrics(prometheus.NewRegistry())
-		r := relay.New(db, w, relay.Options{
+		r := newRelay(t, db, w, relay.Options{
 			Instance: "relay" + string(rune('A'+i)), LeaseTTL: 2 * time.Second, BatchSize: 64,
 			PollInterval: 20 * time.Millisecond, StatsInterval: 200 * time.Millisecond, Metrics: m,
 		})
@@ -176,7 +176,7 @@ func TestRelayPublishesLateCommittedLowerID(t *testing.T) {
 	tp := topic(t, 1)
 	w := relay.NewWriter(brokers, tp)
 	defer w.Close()
-	r := relay.New(db, w, relay.Options{Instance: "t", PollInterval: 20 * time.Millisecond})
+	r := newRelay(t, db, w, relay.Options{Instance: "t", PollInterval: 20 * time.Millisecond})
 	startRelay(t, r)
 
 	ctx := context.Background()
@@ -280,7 +280,7 @@ func TestRelayPartialFailureHoldsKey(t *testing.T) {
 
 	fw := &flakyWriter{}
 	fw.set(false, ids[0])
-	r := relay.New(db, fw, relay.Options{Instance: "t", PollInterval: 10 * time.Millisecond,
+	r := newRelay(t, db, fw, relay.Options{Instance: "t", PollInterval: 10 * time.Millisecond,
 		MaxBackoff: 50 * time.Millisecond})
 	stop := startRelay(t, r)
 
@@ -336,7 +336,7 @@ func TestRelaySQLite(t *testing.T) {
 	tp := topic(t, 2)
 	w := relay.NewWriter(brokers, tp)
 	defer w.Close()
-	r := relay.New(db, w, relay.Options{Instance: "devstack", PollInterval: 20 * time.Millisecond,
+	r := newRelay(t, db, w, relay.Options{Instance: "devstack", PollInterval: 20 * time.Millisecond,
 		StatsInterval: 50 * time.Millisecond})
 	startRelay(t, r)
 	ids := newWithdrawals(50)
@@ -368,7 +368,7 @@ func TestRelayPurge(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	m := relay.NewMetrics(reg)
-	r := relay.New(db, &flakyWriter{}, relay.Options{PurgeBatch: 5, Metrics: m})
+	r := newRelay(t, db, &flakyWriter{}, relay.Options{PurgeBatch: 5, Metrics: m})
 	n, err := r.Purge(ctx, 0) // default retention: 7 days
 	if err != nil || n != 23 {
 		t.Fatalf("Purge = %d, %v; want 23", n, err)
@@ -397,7 +397,7 @@ func TestRelayMetrics(t *testing.T) {
 	fw.set(true)
 	reg := prometheus.NewRegistry()
 	m := relay.NewMetrics(reg)
-	r := relay.New(db, fw, relay.Options{StatsInterval: 20 * time.Millisecond, Metrics: m})
+	r := newRelay(t, db, fw, relay.Options{StatsInterval: 20 * time.Millisecond, Metrics: m})
 	startRelay(t, r)
 	deadline := time.Now().Add(5 * time.Second)
 	for m.Value("withdraw_outbox_pending_rows") != 12 {
@@ -435,7 +435,7 @@ func TestPurgeReadsOnlyWhatItDeletes(t *testing.T) {
 	must(t, writeVersion(ctx, db, newWithdrawals(3000), 1))
 	must(t, db.Gorm().Exec("UPDATE outbox SET published_at = ?", time.Now().UTC().Add(-time.Hour)).Error)
 	must(t, db.Gorm().Exec("ANALYZE TABLE outbox").Error)
-	r := relay.New(db, &flakyWriter{}, relay.Options{})
+	r := newRelay(t, db, &flakyWriter{}, relay.Options{})
 	before := storetest.IndexRowsRead(t, db)
 	for range 5 {
 		if n, err := r.Purge(ctx, 0); err != nil || n != 0 {

@@ -14,11 +14,15 @@ import (
 
 // Start builds a relay publishing to topic on brokers with this project's
 // writer settings, runs it until ctx ends, and returns it (for Ready, Notify
-// and Purge) with a function that waits for it to stop. Both binaries embed
-// the relay through this one function.
-func Start(ctx context.Context, db *store.DB, brokers []string, topic, instance string, log *slog.Logger, reg prometheus.Registerer) (*Relay, func()) {
+// and Purge) with a function that waits for it to stop. Every process
+// embeds the relay through this one function (internal/app).
+func Start(ctx context.Context, db *store.DB, brokers []string, topic, instance string, log *slog.Logger, reg prometheus.Registerer) (*Relay, func(), error) {
 	w := NewWriter(brokers, topic)
-	r := New(db, w, Options{Instance: instance, Logger: log, Metrics: NewMetrics(reg)})
+	r, err := New(db, w, Options{Instance: instance, Logger: log, Metrics: NewMetrics(reg)})
+	if err != nil {
+		_ = w.Close() // nothing written yet: returns at once
+		return nil, nil, err
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -27,7 +31,7 @@ func Start(ctx context.Context, db *store.DB, brokers []string, topic, instance 
 			log.Error("outbox relay stopped", "err", err)
 		}
 	}()
-	return r, func() { <-done }
+	return r, func() { <-done }, nil
 }
 
 // writerCloseWait bounds the wait for the writer at shutdown.

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/paycore/withdraw/internal/invariant"
+
 	"github.com/paycore/withdraw/internal/provider"
 	"github.com/paycore/withdraw/internal/provider/clients"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
@@ -212,9 +214,7 @@ func (e *Env) ClearFaults() { e.Server.ClearFaults() }
 // more than once.
 func (e *Env) AssertPaidAtMostOnce() {
 	e.t.Helper()
-	for _, o := range e.Ledger().Orders {
-		if o.Created > 1 {
-			e.t.Errorf("%s %s created %d times", o.Channel, o.OutRequestNo, o.Created)
-		}
+	for _, v := range invariant.PaidAtMostOnce(e.Ledger().Orders, nil).Violations {
+		e.t.Error(v)
 	}
 }

@@ -47,7 +47,10 @@ func BenchBacklog(ctx context.Context, db *store.DB, brokers []string, topic str
 	defer w.Close()
 	opts.Metrics = relay.NewMetrics(nil)
 	opts.StatsInterval = -1
-	r := relay.New(db, w, opts)
+	r, err := relay.New(db, w, opts)
+	if err != nil {
+		return BacklogResult{}, err
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -158,7 +161,10 @@ func BenchLatency(ctx context.Context, db *store.DB, brokers []string, topic str
 	aw := &ackWriter{Writer: w, acked: map[string]time.Time{}}
 	opts.Metrics = relay.NewMetrics(nil)
 	opts.StatsInterval = -1
-	r := relay.New(db, aw, opts)
+	r, err := relay.New(db, aw, opts)
+	if err != nil {
+		return LatencyResult{}, err
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
