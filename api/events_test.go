@@ -55,7 +55,7 @@ func TestEventsOfRealTransitionsConform(t *testing.T) {
 					// The dispatcher and the poller claim a row before they
 					// call the provider; callbacks change it unclaimed.
 					if claimed || w.State == string(withdrawal.StateAccepted) {
-						if err := db.Exec("UPDATE withdrawals SET state = ?, claimed_from = ?, lease_owner = ? WHERE id = ?",
+						if err := db.Gorm().Exec("UPDATE withdrawals SET state = ?, claimed_from = ?, lease_owner = ? WHERE id = ?",
 							string(withdrawal.StateSubmitting), w.State, "t", id).Error; err != nil {
 							t.Fatal(err)
 						}

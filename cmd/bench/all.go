@@ -421,7 +421,7 @@ func relayRun(ctx context.Context, dsn string, brokers []string, o allOptions) (
 		return r, "", err
 	}
 	var rows, unpublished int64
-	if err := db.WithContext(ctx).Raw("SELECT COUNT(*), COALESCE(SUM(published_at = ?), 0) FROM outbox", store.NotPublished).Row().Scan(&rows, &unpublished); err != nil {
+	if err := db.Gorm().WithContext(ctx).Raw("SELECT COUNT(*), COALESCE(SUM(published_at = ?), 0) FROM outbox", store.NotPublished).Row().Scan(&rows, &unpublished); err != nil {
 		return r, "", err
 	}
 	onTopic, err := bench.TopicMessages(ctx, brokers, topic, partitions)

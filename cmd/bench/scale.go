@@ -497,11 +497,11 @@ func num(v float64) string {
 // phases left unpublished are marked published first, so that the relay
 // drains the backlog alone and the check can count it.
 func scaleRelay(ctx context.Context, d *scaleDB, brokers []string, id string, o scaleOptions) (relaybench.BacklogResult, string, error) {
-	if err := d.db.WithContext(ctx).Exec("UPDATE outbox SET published_at = ? WHERE published_at = ?", time.Now().UTC(), store.NotPublished).Error; err != nil {
+	if err := d.db.Gorm().WithContext(ctx).Exec("UPDATE outbox SET published_at = ? WHERE published_at = ?", time.Now().UTC(), store.NotPublished).Error; err != nil {
 		return relaybench.BacklogResult{}, "", err
 	}
 	var before int64
-	if err := d.db.WithContext(ctx).Raw("SELECT COUNT(*) FROM outbox").Scan(&before).Error; err != nil {
+	if err := d.db.Gorm().WithContext(ctx).Raw("SELECT COUNT(*) FROM outbox").Scan(&before).Error; err != nil {
 		return relaybench.BacklogResult{}, "", err
 	}
 	topic := "bench.scale.relay." + id + "." + d.name
@@ -517,7 +517,7 @@ func scaleRelay(ctx context.Context, d *scaleDB, brokers []string, id string, o 
 		return r, "", err
 	}
 	var rows, unpublished int64
-	if err := d.db.WithContext(ctx).Raw("SELECT COUNT(*), COALESCE(SUM(published_at = ?), 0) FROM outbox", store.NotPublished).Row().Scan(&rows, &unpublished); err != nil {
+	if err := d.db.Gorm().WithContext(ctx).Raw("SELECT COUNT(*), COALESCE(SUM(published_at = ?), 0) FROM outbox", store.NotPublished).Row().Scan(&rows, &unpublished); err != nil {
 		return r, "", err
 	}
 	onTopic, err := bench.TopicMessages(ctx, brokers, topic, partitions)

@@ -439,7 +439,7 @@ func TestReconShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := store.ReconSource{BillDate: "2024-05-01", Source: "wechatpay/default/platform/BASIC", Status: store.ReconDone, Attempts: 2, BillLines: 2, CreatedAt: now, UpdatedAt: now}
-	if err := db.Create(&src).Error; err != nil {
+	if err := db.Gorm().Create(&src).Error; err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.RecomputeReconDay(ctx, db, "2024-05-01", 1, now); err != nil {

@@ -303,7 +303,7 @@ func waitFor(t *testing.T, db *store.DB, orn string, ok func(*store.Withdrawal) 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var rows []store.Withdrawal
-		if err := db.Where("out_request_no = ?", orn).Find(&rows).Error; err != nil {
+		if err := db.Gorm().Where("out_request_no = ?", orn).Find(&rows).Error; err != nil {
 			t.Fatal(err)
 		}
 		if len(rows) == 1 && ok(&rows[0]) {

@@ -17,7 +17,7 @@ import (
 // (dispatch_due.go) and moves them to SUBMITTING under its lease. Any number
 // of dispatchers may claim at once.
 //
-// Its statements go straight to the connection (Exec, Query in raw.go).
+// Its statements go straight to the connection (execRaw, queryRaw in raw.go).
 
 // InTxReadCommitted runs fn in a transaction, as InTx does, at READ
 // COMMITTED on MySQL: the claim's in-flight count (CountInFlight) must see
@@ -29,7 +29,7 @@ func (db *DB) InTxReadCommitted(ctx context.Context, fn func(tx *Tx) error) erro
 	if db.Dialect == MySQL {
 		opts = append(opts, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	}
-	return db.DB.WithContext(ctx).Transaction(func(g *gorm.DB) error {
+	return db.g.WithContext(ctx).Transaction(func(g *gorm.DB) error {
 		return fn(&Tx{g: g, dialect: db.Dialect})
 	}, opts...)
 }
@@ -46,7 +46,7 @@ func RegisterMerchants(ctx context.Context, ex Executor, merchants []string) err
 		insert = "INSERT OR IGNORE INTO dispatch_merchants (merchant_key) VALUES "
 	}
 	q := insert + strings.TrimSuffix(strings.Repeat("(?),", len(merchants)), ",")
-	if _, err := Exec(ctx, ex, q, AppendStrings(make([]any, 0, len(merchants)), merchants)...); err != nil {
+	if _, err := execRaw(ctx, ex, q, appendStrings(make([]any, 0, len(merchants)), merchants)...); err != nil {
 		return fmt.Errorf("register %d merchants: %w", len(merchants), err)
 	}
 	return nil
@@ -65,7 +65,7 @@ func LockMerchants(ctx context.Context, tx *Tx, merchants []string) ([]string, e
 		return merchants, nil
 	}
 	got, err := queryStrings(ctx, tx, "SELECT merchant_key FROM dispatch_merchants WHERE merchant_key IN ("+
-		Placeholders(len(merchants))+") FOR UPDATE SKIP LOCKED", AppendStrings(make([]any, 0, len(merchants)), merchants)...)
+		placeholders(len(merchants))+") FOR UPDATE SKIP LOCKED", appendStrings(make([]any, 0, len(merchants)), merchants)...)
 	if err != nil {
 		return nil, fmt.Errorf("lock merchants: %w", err)
 	}
@@ -80,9 +80,9 @@ func CountInFlight(ctx context.Context, ex Executor, merchants []string) (map[st
 	if len(merchants) == 0 {
 		return counts, nil
 	}
-	args := AppendStrings(make([]any, 0, len(merchants)+1), merchants)
-	rows, err := Query(ctx, ex, "SELECT merchant_key, COUNT(*) FROM withdrawals WHERE merchant_key IN ("+
-		Placeholders(len(merchants))+") AND state = ? GROUP BY merchant_key", append(args, string(withdrawal.StateSubmitting))...)
+	args := appendStrings(make([]any, 0, len(merchants)+1), merchants)
+	rows, err := queryRaw(ctx, ex, "SELECT merchant_key, COUNT(*) FROM withdrawals WHERE merchant_key IN ("+
+		placeholders(len(merchants))+") AND state = ? GROUP BY merchant_key", append(args, string(withdrawal.StateSubmitting))...)
 	if err != nil {
 		return nil, fmt.Errorf("count in-flight: %w", err)
 	}
@@ -130,7 +130,7 @@ func ClaimWithdrawals(ctx context.Context, ex Executor, claims []Claim, owner st
 		return nil, nil
 	}
 	ids := make([]any, 0, len(claims))
-	var version, request, serial CaseByID
+	var version, request, serial caseByID
 	for i := range claims {
 		c := &claims[i]
 		ids = append(ids, c.ID)
@@ -152,17 +152,17 @@ func ClaimWithdrawals(ctx context.Context, ex Executor, claims []Claim, owner st
 		args = append(append(args, requestArgs...), serialArgs...)
 	}
 	versionExpr, versionArgs := version.SQL("")
-	q += " WHERE id IN (" + Placeholders(len(ids)) + ") AND version = " + versionExpr + " AND state IN (?, ?, ?)"
+	q += " WHERE id IN (" + placeholders(len(ids)) + ") AND version = " + versionExpr + " AND state IN (?, ?, ?)"
 	args = append(append(append(args, ids...), versionArgs...),
 		string(withdrawal.StateAccepted), string(withdrawal.StateUnknown), string(withdrawal.StateSubmitted))
-	n, err := Exec(ctx, ex, q, args...)
+	n, err := execRaw(ctx, ex, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("claim %d withdrawals: %w", len(claims), err)
 	}
 	if int(n) == len(claims) {
 		return nil, nil
 	}
-	ours, err := queryStrings(ctx, ex, "SELECT id FROM withdrawals WHERE id IN ("+Placeholders(len(ids))+
+	ours, err := queryStrings(ctx, ex, "SELECT id FROM withdrawals WHERE id IN ("+placeholders(len(ids))+
 		") AND state = ? AND lease_owner = ?", append(ids[:len(ids):len(ids)], string(withdrawal.StateSubmitting), owner)...)
 	if err != nil {
 		return nil, fmt.Errorf("claimed rows: %w", err)
@@ -184,7 +184,7 @@ func ClaimWithdrawals(ctx context.Context, ex Executor, claims []Claim, owner st
 // missing, its request cannot be built) waits instead of failing, as the
 // money is still owed. It reports whether the row was at version.
 func PostponeWithdrawal(ctx context.Context, ex Executor, id string, version int, until, now time.Time) (bool, error) {
-	n, err := Exec(ctx, ex, "UPDATE withdrawals SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND version = ?",
+	n, err := execRaw(ctx, ex, "UPDATE withdrawals SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND version = ?",
 		until, now, id, version)
 	if err != nil {
 		return false, fmt.Errorf("postpone %s: %w", id, err)
@@ -194,7 +194,7 @@ func PostponeWithdrawal(ctx context.Context, ex Executor, id string, version int
 
 // queryStrings runs a SELECT of one string column.
 func queryStrings(ctx context.Context, ex Executor, q string, args ...any) ([]string, error) {
-	rows, err := Query(ctx, ex, q, args...)
+	rows, err := queryRaw(ctx, ex, q, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -95,11 +95,11 @@ func DueWithdrawals(ctx context.Context, ex Executor, ranges []DueRange, now tim
 			}
 		}
 		branches, args := dueBranches(ranges[start:end], now)
-		res, err := Query(ctx, ex, unionAll(ex.engine(), branches), args...)
+		res, err := queryRaw(ctx, ex, unionAll(ex.engine(), branches), args...)
 		if err != nil {
 			return nil, fmt.Errorf("due withdrawals: %w", err)
 		}
-		if rows, err = ScanWithdrawals(res, rows); err != nil {
+		if rows, err = scanWithdrawals(res, rows); err != nil {
 			return nil, fmt.Errorf("due withdrawals: %w", err)
 		}
 		start = end
@@ -126,8 +126,8 @@ func dueBranches(ranges []DueRange, now time.Time) (branches []string, args []an
 
 // The SELECTs of dueBranches.
 var (
-	dueBranch      = "SELECT " + WithdrawalColumns + " FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
-	resubmitBranch = "SELECT " + WithdrawalColumns + " FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? AND resubmit_requested = ? ORDER BY next_attempt_at LIMIT ?"
+	dueBranch      = "SELECT " + withdrawalColumnList + " FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
+	resubmitBranch = "SELECT " + withdrawalColumnList + " FROM withdrawals WHERE state = ? AND merchant_key = ? AND next_attempt_at <= ? AND resubmit_requested = ? ORDER BY next_attempt_at LIMIT ?"
 )
 
 // unionAll joins ordered, limited SELECTs. MySQL takes each in parentheses;

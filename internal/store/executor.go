@@ -30,28 +30,22 @@ func (tx *Tx) engine() Dialect  { return tx.dialect }
 // Dialect names the transaction's database engine.
 func (tx *Tx) Dialect() Dialect { return tx.dialect }
 
-func (db *DB) handle() *gorm.DB { return db.DB }
+func (db *DB) handle() *gorm.DB { return db.g }
 func (db *DB) engine() Dialect  { return db.Dialect }
 
 // InTx runs fn in a transaction: committed when fn returns nil, rolled back
 // when it returns an error or panics.
 func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
-	return db.DB.WithContext(ctx).Transaction(func(g *gorm.DB) error {
+	return db.g.WithContext(ctx).Transaction(func(g *gorm.DB) error {
 		return fn(&Tx{g: g, dialect: db.Dialect})
 	})
-}
-
-// LegacyTx wraps a GORM transaction of a package that still opens its own.
-// It goes away once every package runs its transactions through InTx.
-func LegacyTx(g *gorm.DB) *Tx {
-	d := SQLite
-	if g.Dialector.Name() == "mysql" {
-		d = MySQL
-	}
-	return &Tx{g: g, dialect: d}
 }
 
 // Gorm is the pool's GORM handle, for tests and harnesses that fill and
 // inspect a database on purpose. Product code must not call it: every
 // statement of the product lives in this package (TestOnlyStoreSpeaksSQL).
-func (db *DB) Gorm() *gorm.DB { return db.DB }
+func (db *DB) Gorm() *gorm.DB { return db.g }
+
+// Gorm is the transaction's GORM handle, for tests that read the session's
+// counters around an operation. Product code must not call it.
+func (tx *Tx) Gorm() *gorm.DB { return tx.g }

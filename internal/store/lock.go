@@ -19,7 +19,7 @@ func TryAdvisoryLock(ctx context.Context, db *DB, name string) (release func(), 
 	if db.Dialect != MySQL {
 		return noop, true, nil
 	}
-	sqlDB, err := db.DB.DB()
+	sqlDB, err := db.g.DB()
 	if err != nil {
 		return noop, false, fmt.Errorf("lock %s: %w", name, err)
 	}

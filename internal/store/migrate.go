@@ -30,7 +30,7 @@ func (db *DB) Migrate(ctx context.Context) (applied []int64, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	sqlDB, err := db.DB.DB()
+	sqlDB, err := db.g.DB()
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
@@ -65,6 +65,6 @@ func (db *DB) Migrate(ctx context.Context) (applied []int64, err error) {
 // SchemaVersion is the newest migration applied to the database.
 func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 	var v int64
-	err := db.WithContext(ctx).Raw("SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied").Scan(&v).Error
+	err := db.g.WithContext(ctx).Raw("SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied").Scan(&v).Error
 	return v, err
 }

@@ -13,10 +13,10 @@ import (
 // structs by reflection than the rest of the claim did (docs/bench.md).
 // GORM still runs the transactions around them.
 
-// Exec runs a complete statement on tx's connection (the *sql.Tx inside a
-// transaction) and returns the rows it affected. Placeholders are plain
-// "?": a slice argument is not expanded, use Placeholders.
-func Exec(ctx context.Context, ex Executor, q string, args ...any) (int64, error) {
+// execRaw runs a complete statement on tx's connection (the *sql.Tx inside a
+// transaction) and returns the rows it affected. Its placeholders are plain
+// "?": a slice argument is not expanded, use placeholders.
+func execRaw(ctx context.Context, ex Executor, q string, args ...any) (int64, error) {
 	tx := ex.handle()
 	res, err := tx.Statement.ConnPool.ExecContext(ctx, q, args...)
 	if err != nil {
@@ -25,32 +25,32 @@ func Exec(ctx context.Context, ex Executor, q string, args ...any) (int64, error
 	return res.RowsAffected()
 }
 
-// Query runs a complete SELECT on tx's connection, as Exec does.
-func Query(ctx context.Context, ex Executor, q string, args ...any) (*sql.Rows, error) {
+// queryRaw runs a complete SELECT on tx's connection, as execRaw does.
+func queryRaw(ctx context.Context, ex Executor, q string, args ...any) (*sql.Rows, error) {
 	tx := ex.handle()
 	return tx.Statement.ConnPool.QueryContext(ctx, q, args...)
 }
 
-// Placeholders returns "?, ?, …" for n values, for an IN list.
-func Placeholders(n int) string {
+// placeholders returns "?, ?, …" for n values, for an IN list.
+func placeholders(n int) string {
 	if n <= 0 {
 		return ""
 	}
 	return strings.Repeat("?, ", n-1) + "?"
 }
 
-// AppendStrings appends values to args as []any elements, for an IN list.
-func AppendStrings(args []any, values []string) []any {
+// appendStrings appends values to args as []any elements, for an IN list.
+func appendStrings(args []any, values []string) []any {
 	for _, v := range values {
 		args = append(args, v)
 	}
 	return args
 }
 
-// WithdrawalColumns lists every column of withdrawals in the order
-// ScanWithdrawals reads them: a SELECT for ScanWithdrawals names them
+// withdrawalColumnList lists every column of withdrawals in the order
+// scanWithdrawals reads them: a SELECT for scanWithdrawals names them
 // (never "*", whose order is the table's).
-var WithdrawalColumns = strings.Join([]string{
+var withdrawalColumnList = strings.Join([]string{
 	"id", "channel", "account", "out_request_no", "merchant_key", "amount", "params_hash", "params",
 	"sensitive_key_id", "sensitive_data", "state", "version", "provider_status", "provider_ref",
 	"reason_code", "reason", "submissions", "next_attempt_at", "lease_owner", "lease_expires_at",
@@ -58,9 +58,9 @@ var WithdrawalColumns = strings.Join([]string{
 	"submitted_at", "final_at", "created_at", "updated_at",
 }, ", ")
 
-// ScanWithdrawals reads rows selected with WithdrawalColumns, appending to
+// scanWithdrawals reads rows selected with withdrawalColumnList, appending to
 // out, and closes rows.
-func ScanWithdrawals(rows *sql.Rows, out []Withdrawal) ([]Withdrawal, error) {
+func scanWithdrawals(rows *sql.Rows, out []Withdrawal) ([]Withdrawal, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var w Withdrawal

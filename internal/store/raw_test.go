@@ -20,7 +20,7 @@ func TestWithdrawalColumnsNameEveryField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Split(store.WithdrawalColumns, ", "), s.DBNames; !reflect.DeepEqual(got, want) {
+	if got, want := strings.Split(store.WithdrawalColumnList, ", "), s.DBNames; !reflect.DeepEqual(got, want) {
 		t.Fatalf("WithdrawalColumns\n got %v\nwant %v (the model's fields in order)", got, want)
 	}
 }
@@ -43,14 +43,14 @@ func TestScanWithdrawalsReadsWhatGORMReads(t *testing.T) {
 		NextAttemptAt: *at(8), CreatedAt: *at(9), UpdatedAt: *at(9)}
 	for name, db := range openBoth(t) {
 		t.Run(name, func(t *testing.T) {
-			if err := db.WithContext(ctx).Create([]store.Withdrawal{full, bare}).Error; err != nil {
+			if err := db.Gorm().WithContext(ctx).Create([]store.Withdrawal{full, bare}).Error; err != nil {
 				t.Fatal(err)
 			}
 			var want []store.Withdrawal
-			if err := db.WithContext(ctx).Order("id").Find(&want).Error; err != nil {
+			if err := db.Gorm().WithContext(ctx).Order("id").Find(&want).Error; err != nil {
 				t.Fatal(err)
 			}
-			rows, err := store.Query(ctx, db, "SELECT "+store.WithdrawalColumns+" FROM withdrawals ORDER BY id")
+			rows, err := store.Query(ctx, db, "SELECT "+store.WithdrawalColumnList+" FROM withdrawals ORDER BY id")
 			if err != nil {
 				t.Fatal(err)
 			}

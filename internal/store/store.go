@@ -27,7 +27,7 @@ const (
 
 // DB is an open database with its engine, migrated or not.
 type DB struct {
-	*gorm.DB
+	g       *gorm.DB
 	Dialect Dialect
 }
 
@@ -69,7 +69,7 @@ func OpenMySQL(ctx context.Context, dsn string, pool PoolOptions) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open mysql: %w", err)
 	}
-	db := &DB{DB: g, Dialect: MySQL}
+	db := &DB{g: g, Dialect: MySQL}
 	if err := db.configure(ctx, pool); err != nil {
 		return nil, fmt.Errorf("open mysql: %w", err)
 	}
@@ -85,7 +85,7 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	db := &DB{DB: g, Dialect: SQLite}
+	db := &DB{g: g, Dialect: SQLite}
 	if err := db.configure(ctx, PoolOptions{MaxOpen: 1}); err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -102,7 +102,7 @@ func (db *DB) configure(ctx context.Context, pool PoolOptions) error {
 	if pool.MaxLifetime <= 0 {
 		pool.MaxLifetime = 30 * time.Minute
 	}
-	sqlDB, err := db.DB.DB()
+	sqlDB, err := db.g.DB()
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func (db *DB) configure(ctx context.Context, pool PoolOptions) error {
 
 // Ping checks that the database answers; /readyz uses it.
 func (db *DB) Ping(ctx context.Context) error {
-	sqlDB, err := db.DB.DB()
+	sqlDB, err := db.g.DB()
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the pool.
 func (db *DB) Close() error {
-	sqlDB, err := db.DB.DB()
+	sqlDB, err := db.g.DB()
 	if err != nil {
 		return err
 	}

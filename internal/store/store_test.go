@@ -45,7 +45,7 @@ func TestMigrateIdempotent(t *testing.T) {
 				t.Fatalf("schema version %d, err %v", v, err)
 			}
 			for _, table := range []string{"withdrawals", "outbox", "withdrawal_attempts"} {
-				if !db.Migrator().HasTable(table) {
+				if !db.Gorm().Migrator().HasTable(table) {
 					t.Errorf("table %s missing", table)
 				}
 			}
@@ -123,7 +123,7 @@ func TestWithdrawalRoundTripAndPII(t *testing.T) {
 				Params        []byte
 				SensitiveData []byte
 			}
-			if err := db.Raw("SELECT params, sensitive_data FROM withdrawals WHERE id = ?", row.ID).Scan(&raw).Error; err != nil {
+			if err := db.Gorm().Raw("SELECT params, sensitive_data FROM withdrawals WHERE id = ?", row.ID).Scan(&raw).Error; err != nil {
 				t.Fatal(err)
 			}
 			for _, secret := range []string{"6222020200112233445", "110101199003074477", "张三丰"} {
@@ -180,7 +180,7 @@ func TestOutboxSkipsDuplicateEventIDs(t *testing.T) {
 				}
 			}
 			var n int64
-			db.Model(&store.OutboxEvent{}).Where("event_id = ?", "e1").Count(&n)
+			db.Gorm().Model(&store.OutboxEvent{}).Where("event_id = ?", "e1").Count(&n)
 			if n != 1 {
 				t.Fatalf("%d rows for one event id", n)
 			}
@@ -202,21 +202,21 @@ func TestNewOutboxEventsArePending(t *testing.T) {
 			}
 			// A Go zero value must not reach the column through GORM either.
 			viaGORM := store.OutboxEvent{EventID: "e2", EventKey: "k", EventType: "withdrawal.submitted", Version: 2, Payload: []byte(`{}`), CreatedAt: now}
-			if err := db.Create(&viaGORM).Error; err != nil {
+			if err := db.Gorm().Create(&viaGORM).Error; err != nil {
 				t.Fatal(err)
 			}
 			var pending int64
-			if err := db.Raw("SELECT COUNT(*) FROM outbox WHERE published_at = ?", store.NotPublished).Scan(&pending).Error; err != nil {
+			if err := db.Gorm().Raw("SELECT COUNT(*) FROM outbox WHERE published_at = ?", store.NotPublished).Scan(&pending).Error; err != nil {
 				t.Fatal(err)
 			}
 			if pending != 2 {
 				t.Fatalf("%d of 2 new events match published_at = NotPublished", pending)
 			}
-			if err := db.Exec("UPDATE outbox SET published_at = ? WHERE event_id = 'e1'", now).Error; err != nil {
+			if err := db.Gorm().Exec("UPDATE outbox SET published_at = ? WHERE event_id = 'e1'", now).Error; err != nil {
 				t.Fatal(err)
 			}
 			var rows []store.OutboxEvent
-			if err := db.Order("id").Find(&rows).Error; err != nil {
+			if err := db.Gorm().Order("id").Find(&rows).Error; err != nil {
 				t.Fatal(err)
 			}
 			if len(rows) != 2 {
@@ -255,16 +255,16 @@ func TestFindKeyHashesReadsTheKeyIndex(t *testing.T) {
 	}
 	storetest.Seed(t, db, keys, cmds...)
 
-	err = db.Transaction(func(tx *gorm.DB) error {
-		before, err := handlerCount(tx, "Handler_read_rnd_next")
+	err = db.InTx(ctx, func(tx *store.Tx) error {
+		before, err := handlerCount(tx.Gorm(), "Handler_read_rnd_next")
 		if err != nil {
 			return err
 		}
-		found, err := store.FindKeyHashes(ctx, store.LegacyTx(tx), nos)
+		found, err := store.FindKeyHashes(ctx, tx, nos)
 		if err != nil {
 			return err
 		}
-		after, err := handlerCount(tx, "Handler_read_rnd_next")
+		after, err := handlerCount(tx.Gorm(), "Handler_read_rnd_next")
 		if err != nil {
 			return err
 		}
@@ -319,15 +319,15 @@ func insertInTx(t *testing.T, db *store.DB, n int) ([]store.Withdrawal, int64) {
 		}
 	}
 	var executed int64
-	err = db.Transaction(func(tx *gorm.DB) error {
-		before, err := handlerCount(tx, "Com_stmt_execute")
+	err = db.InTx(ctx, func(tx *store.Tx) error {
+		before, err := handlerCount(tx.Gorm(), "Com_stmt_execute")
 		if err != nil {
 			return err
 		}
-		if err := store.InsertWithdrawals(ctx, store.LegacyTx(tx), rows); err != nil {
+		if err := store.InsertWithdrawals(ctx, tx, rows); err != nil {
 			return err
 		}
-		after, err := handlerCount(tx, "Com_stmt_execute")
+		after, err := handlerCount(tx.Gorm(), "Com_stmt_execute")
 		executed = after - before
 		return err
 	})
@@ -371,7 +371,7 @@ func TestInsertSendsBigBatchesPrepared(t *testing.T) {
 // insert must not wait forever but go as text.
 func TestInsertPreparedWithEveryConnectionBusy(t *testing.T) {
 	db, _ := storetest.MySQL(t, store.PoolOptions{})
-	sqlDB, err := db.DB.DB()
+	sqlDB, err := db.Gorm().DB()
 	if err != nil {
 		t.Fatal(err)
 	}

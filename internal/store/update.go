@@ -122,7 +122,7 @@ func UpdateWithdrawals(ctx context.Context, ex Executor, changes []WithdrawalCha
 			args = append(args, a.val)
 		}
 		args = append(args, c.ID, c.Version, c.State, c.LeaseOwner)
-		return Exec(ctx, ex, "UPDATE withdrawals SET "+set.String()+
+		return execRaw(ctx, ex, "UPDATE withdrawals SET "+set.String()+
 			" WHERE id = ? AND version = ? AND state = ? AND lease_owner = ?", args...)
 	}
 	var cols []column // in order of first appearance
@@ -157,7 +157,7 @@ func UpdateWithdrawals(ctx context.Context, ex Executor, changes []WithdrawalCha
 			args = append(args, v)
 			continue
 		}
-		var values CaseByID
+		var values caseByID
 		for i := range changes {
 			if per[i].col != "" {
 				values.Add(changes[i].ID, per[i].val)
@@ -174,7 +174,7 @@ func UpdateWithdrawals(ctx context.Context, ex Executor, changes []WithdrawalCha
 		args = append(args, exprArgs...)
 	}
 	q.WriteString(" WHERE id IN (")
-	q.WriteString(Placeholders(len(changes)) + ")")
+	q.WriteString(placeholders(len(changes)) + ")")
 	for i := range changes {
 		args = append(args, changes[i].ID)
 	}
@@ -198,7 +198,7 @@ func UpdateWithdrawals(ctx context.Context, ex Executor, changes []WithdrawalCha
 			args = append(args, first)
 			continue
 		}
-		var values CaseByID
+		var values caseByID
 		for i := range changes {
 			values.Add(changes[i].ID, guard.value(&changes[i]))
 		}
@@ -206,7 +206,7 @@ func UpdateWithdrawals(ctx context.Context, ex Executor, changes []WithdrawalCha
 		q.WriteString(" AND " + guard.col + " = " + expr)
 		args = append(args, exprArgs...)
 	}
-	return Exec(ctx, ex, q.String(), args...)
+	return execRaw(ctx, ex, q.String(), args...)
 }
 
 // column is one column of a batched UPDATE: per row, its assignment (col

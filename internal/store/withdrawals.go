@@ -51,7 +51,7 @@ func FindKeyHashes(ctx context.Context, ex Executor, nos []string) ([]KeyHash, e
 	for i, no := range nos {
 		args[i] = no
 	}
-	rows, err := Query(ctx, ex, q, args...) // straight to the connection (raw.go)
+	rows, err := queryRaw(ctx, ex, q, args...) // straight to the connection (raw.go)
 	if err != nil {
 		return nil, fmt.Errorf("find withdrawals by out_request_no: %w", err)
 	}

@@ -133,7 +133,7 @@ func MySQLOneConnection(t testing.TB) *store.DB {
 func FillWithdrawals(t testing.TB, db *store.DB, state withdrawal.State, n int, at time.Time) {
 	t.Helper()
 	prefix := fmt.Sprintf("%s%s%09d-", state[:3], state[len(state)-3:], at.UnixNano()%1e9)
-	err := db.Exec(`INSERT INTO withdrawals (id, channel, account, out_request_no, merchant_key, amount, params_hash, params,
+	err := db.Gorm().Exec(`INSERT INTO withdrawals (id, channel, account, out_request_no, merchant_key, amount, params_hash, params,
 			state, version, next_attempt_at, created_at, updated_at, final_at, first_sent_at)
 		SELECT LEFT(CONCAT(?, seq), 36), 'wechatpay_platform', 'default', LEFT(CONCAT(?, seq), 32), 'wechatpay_platform/default',
 			100, REPEAT('0', 64), '{}', ?, 3, ?, ?, ?, ?, ?
@@ -142,7 +142,7 @@ func FillWithdrawals(t testing.TB, db *store.DB, state withdrawal.State, n int, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Exec("ANALYZE TABLE withdrawals").Error; err != nil {
+	if err := db.Gorm().Exec("ANALYZE TABLE withdrawals").Error; err != nil {
 		t.Fatal(err)
 	}
 }

@@ -42,7 +42,7 @@ func claimAll(t *testing.T, db *store.DB, owner string, now time.Time, names ...
 	ids := storetest.Seed(t, db, keys, cmds...)
 	var out []store.Withdrawal
 	for _, n := range names {
-		if err := db.Exec("UPDATE withdrawals SET state = ?, claimed_from = ?, lease_owner = ?, lease_expires_at = ?, next_attempt_at = ? WHERE id = ?",
+		if err := db.Gorm().Exec("UPDATE withdrawals SET state = ?, claimed_from = ?, lease_owner = ?, lease_expires_at = ?, next_attempt_at = ? WHERE id = ?",
 			string(withdrawal.StateSubmitting), string(withdrawal.StateAccepted), owner, now.Add(time.Minute), now.Add(time.Minute), ids[n]).Error; err != nil {
 			t.Fatal(err)
 		}
@@ -163,10 +163,10 @@ func testApplyAllWritesWhatApplyWrites(ctx context.Context, t *testing.T, db *st
 		}
 		for _, table := range []string{"outbox", "withdrawal_attempts"} {
 			var na, nb int64
-			if err := db.Table(table).Where("withdrawal_id = ?", a.ID).Count(&na).Error; err != nil {
+			if err := db.Gorm().Table(table).Where("withdrawal_id = ?", a.ID).Count(&na).Error; err != nil {
 				t.Fatal(err)
 			}
-			if err := db.Table(table).Where("withdrawal_id = ?", b.ID).Count(&nb).Error; err != nil {
+			if err := db.Gorm().Table(table).Where("withdrawal_id = ?", b.ID).Count(&nb).Error; err != nil {
 				t.Fatal(err)
 			}
 			if na != nb {
@@ -185,7 +185,7 @@ func TestApplyAllIsAllOrNothing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			now := time.Now().UTC().Truncate(time.Microsecond)
 			rows := claimAll(t, db, "owner", now, "S0", "S1", "S2")
-			if err := db.Exec("UPDATE withdrawals SET version = version + 1 WHERE id = ?", rows[1].ID).Error; err != nil {
+			if err := db.Gorm().Exec("UPDATE withdrawals SET version = version + 1 WHERE id = ?", rows[1].ID).Error; err != nil {
 				t.Fatal(err)
 			}
 			items := make([]transition.Pending, len(rows))

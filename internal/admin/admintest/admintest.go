@@ -101,7 +101,7 @@ func SeedCancel(t testing.TB, db *store.DB, keys *pii.Keyring, outRequestNo stri
 	if row.Version > 1 {
 		a := store.Attempt{WithdrawalID: row.ID, Operation: "submit", StartedAt: now, LatencyUS: 12345,
 			HTTPStatus: 200, ProviderCode: "", Outcome: "ACCEPTED", Instance: "test"}
-		if err := db.WithContext(ctx).Create(&a).Error; err != nil {
+		if err := store.InsertAttempts(ctx, db, []store.Attempt{a}); err != nil {
 			t.Fatal(err)
 		}
 	}

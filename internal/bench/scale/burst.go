@@ -101,7 +101,7 @@ func Burst(ctx context.Context, db *store.DB, dsn string, o BurstOptions, kind s
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	sentAt := now.Add(-20 * time.Hour)
 	followKind := kind[:2] + string("0123456789abcdef"[(hexDigit(kind[2])+1)%16])
-	q := db.WithContext(ctx)
+	q := db.Gorm().WithContext(ctx)
 	ecom, _ := paramsTemplates()
 	insert := func(n int, k, prefix, state, status string, version int, final *time.Time, dueFrom time.Time) error {
 		if n == 0 {
@@ -252,7 +252,7 @@ func preload(ctx context.Context, db *store.DB, sb *sandbox.Server, kind, follow
 			Params       []byte
 			State        string
 		}
-		if err := db.WithContext(ctx).Raw("SELECT out_request_no, provider_ref, amount, params, state FROM withdrawals WHERE id LIKE ?",
+		if err := db.Gorm().WithContext(ctx).Raw("SELECT out_request_no, provider_ref, amount, params, state FROM withdrawals WHERE id LIKE ?",
 			floor+"-7"+k+"-%").Scan(&rows).Error; err != nil {
 			return err
 		}
@@ -286,7 +286,7 @@ func (r *BurstResult) readAudit(ctx context.Context, db *store.DB, kind, followK
 		StartedAt    time.Time
 		LatencyUS    int64 `gorm:"column:latency_us"`
 	}
-	if err := db.WithContext(ctx).Raw("SELECT withdrawal_id, started_at, latency_us FROM withdrawal_attempts WHERE (withdrawal_id LIKE ? OR withdrawal_id LIKE ?) AND operation = ? ORDER BY started_at",
+	if err := db.Gorm().WithContext(ctx).Raw("SELECT withdrawal_id, started_at, latency_us FROM withdrawal_attempts WHERE (withdrawal_id LIKE ? OR withdrawal_id LIKE ?) AND operation = ? ORDER BY started_at",
 		floor+"-7"+kind+"-%", floor+"-7"+followKind+"-%", poll.OpQuery).Scan(&rows).Error; err != nil {
 		return err
 	}
@@ -358,7 +358,7 @@ func Questions(ctx context.Context, db *store.DB) (int64, error) {
 		VariableName string `gorm:"column:Variable_name"`
 		Value        int64  `gorm:"column:Value"`
 	}
-	if err := db.WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
+	if err := db.Gorm().WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
 		return 0, fmt.Errorf("read MariaDB's statement count: %w", err)
 	}
 	return row.Value, nil
@@ -373,7 +373,7 @@ const pollerPool = 20
 // statements the pool's users sent (and the driver's one on connecting).
 // The pool must be idle.
 func poolStatements(ctx context.Context, db *store.DB, n int) (int64, error) {
-	sqlDB, err := db.DB.DB()
+	sqlDB, err := db.Gorm().DB()
 	if err != nil {
 		return 0, err
 	}

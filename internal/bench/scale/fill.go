@@ -114,7 +114,7 @@ func Fill(ctx context.Context, db *store.DB, o FillOptions) (FillStats, error) {
 	span := time.Duration(o.Days) * 24 * time.Hour
 	t0 := end.Add(-span)
 	stepUS := span.Microseconds() / int64(o.Rows)
-	q := db.WithContext(ctx)
+	q := db.Gorm().WithContext(ctx)
 	var lastID string
 	for from := 1; from <= o.Rows; from += o.Chunk {
 		to := min(from+o.Chunk-1, o.Rows)
@@ -155,7 +155,7 @@ func Fill(ctx context.Context, db *store.DB, o FillOptions) (FillStats, error) {
 // Count reads what a database holds: withdrawals by state, SUCCEEDED ones
 // waiting for a follow-up after now, merchants, outbox and audit rows.
 func Count(ctx context.Context, db *store.DB, now time.Time) (FillStats, error) {
-	q := db.WithContext(ctx)
+	q := db.Gorm().WithContext(ctx)
 	st := FillStats{ByState: map[string]int64{}}
 	var err error
 	if st.ByState, err = store.CountByState(ctx, db); err != nil {

@@ -42,8 +42,8 @@ func TestFillShapesTheHistory(t *testing.T) {
 		t.Errorf("%d audit rows, want %d", st.Attempts, 3*n)
 	}
 	var unpublished, due int64
-	db.Raw("SELECT COUNT(*) FROM outbox WHERE published_at = ?", store.NotPublished).Scan(&unpublished)
-	db.Raw("SELECT COUNT(*) FROM withdrawals WHERE next_attempt_at <= ?", now).Scan(&due)
+	db.Gorm().Raw("SELECT COUNT(*) FROM outbox WHERE published_at = ?", store.NotPublished).Scan(&unpublished)
+	db.Gorm().Raw("SELECT COUNT(*) FROM withdrawals WHERE next_attempt_at <= ?", now).Scan(&due)
 	if unpublished != 0 || due != 0 {
 		t.Errorf("%d unpublished events, %d rows due: the history is finished work", unpublished, due)
 	}

@@ -175,7 +175,7 @@ func Lookups(ctx context.Context, db *store.DB, o FillOptions, n int, seed uint6
 	for len(keys) < 2*n {
 		at := t0.Add(time.Duration(rng.Int64N(int64(end.Sub(t0)))))
 		var k []key
-		if err := db.WithContext(ctx).Raw("SELECT id, channel, out_request_no AS no FROM withdrawals WHERE id >= ? AND id LIKE ? ORDER BY id LIMIT 1",
+		if err := db.Gorm().WithContext(ctx).Raw("SELECT id, channel, out_request_no AS no FROM withdrawals WHERE id >= ? AND id LIKE ? ORDER BY id LIMIT 1",
 			idFloor(at), "%-7"+o.Kind+"-%").Scan(&k).Error; err != nil {
 			return LookupResult{}, err
 		}
