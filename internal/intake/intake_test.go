@@ -21,8 +21,10 @@ import (
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
-// rig is one intake under test: a fresh database, fresh topics, and the
-// intake running in this process.
+// rig is one intake under test: a fresh database, topic names of its own
+// (the tests' setup creates the topics as its concern needs them), and
+// the intake running in this process. Subtests with a rig each can run in
+// parallel.
 type rig struct {
 	t        *testing.T
 	db       *store.DB
@@ -32,16 +34,8 @@ type rig struct {
 	keys     *pii.Keyring
 }
 
+// newRig makes a rig without creating its topics.
 func newRig(t *testing.T) *rig {
-	t.Helper()
-	r := newRigNoTopics(t)
-	testenv.CreateTopic(t, r.commands, 3)
-	testenv.CreateTopic(t, r.dlq, 1)
-	return r
-}
-
-// newRigNoTopics is newRig without creating the topics.
-func newRigNoTopics(t *testing.T) *rig {
 	t.Helper()
 	db, _ := storetest.MySQL(t, store.PoolOptions{})
 	keys, err := pii.ParseKeyring(pii.GenerateKeyLine("test"))
@@ -166,92 +160,115 @@ func seed(t *testing.T, name string) []byte {
 	return b
 }
 
-func TestIntakeOutcomes(t *testing.T) {
-	r := newRig(t)
-	platform := func(no string, amount int) []byte {
-		return []byte(fmt.Sprintf(`{"channel":"wechatpay_platform","out_request_no":%q,"amount":%d,"account_type":"BASIC"}`, no, amount))
-	}
-	values := [][]byte{
-		seed(t, "seed000_ecommerce.json"),
-		seed(t, "seed001_platform.json"), // same key as 000's out_request_no, other channel: a separate withdrawal
-		seed(t, "seed002_cancel.json"),
-		seed(t, "seed004_allinpay.json"),
-		platform("P1", 100),
-		[]byte("\x00\xffnot json"), // poison in the middle of good commands
-		platform("P1", 100),        // redelivered identical command: no-op
-		platform("P1", 999),        // same key, other amount: conflict
-		platform("P2", 0),          // invalid
-		[]byte(``),
-		[]byte(`[{"out_request_no":"A1"}]`),
-		[]byte(`{"out_request_no":42,"channel":"wechatpay_platform"}`),
-		[]byte(`{"out_request_no":"` + strings.Repeat("x", withdrawal.MaxCommandBytes) + `"}`),
-		[]byte(`{"channel":"wechatpay_platform","out_request_no":"P3","amount":"100","account_type":"BASIC"}`),
-		platform("P4", 5),
-	}
-	r.produce(values...)
-	stop := r.run("g1")
-	r.waitCommitted("g1", int64(len(values)))
-	stop()
+// TestIntake: what the intake makes of each command it consumes, and of
+// the same commands consumed again.
+func TestIntake(t *testing.T) {
+	t.Parallel()
 
-	if n := r.count("withdrawals", "1=1"); n != 6 {
-		t.Errorf("%d withdrawals, want 6 (4 seeds, P1, P4)", n)
+	// setup gives a subtest its own database and topics: commands on three
+	// partitions, dead letters on one.
+	setup := func(t *testing.T) *rig {
+		t.Helper()
+		r := newRig(t)
+		testenv.CreateTopic(t, r.commands, 3)
+		testenv.CreateTopic(t, r.dlq, 1)
+		return r
 	}
-	if n := r.count("outbox", "event_type = ?", "withdrawal.accepted"); n != 6 {
-		t.Errorf("%d accepted events, want 6", n)
-	}
-	var p1 store.Withdrawal
-	if err := r.db.Gorm().Where("out_request_no = ?", "P1").Take(&p1).Error; err != nil || p1.Amount != 100 || p1.Version != 1 {
-		t.Errorf("the conflict touched the original: %+v %v", p1, err)
-	}
-	want := map[string]string{"P1": "REQUEST_CONFLICT", "P2": "INVALID_AMOUNT", "P3": "INVALID_FIELD_TYPE"}
-	got := r.rejections()
-	for no, code := range want {
-		if got[no] != code {
-			t.Errorf("rejection of %s: %q, want %q", no, got[no], code)
+
+	// Valid commands are stored with their accepted event; invalid ones
+	// and conflicts are rejected with an event and leave the original
+	// untouched; undecodable ones are dead letters with their provenance
+	// headers and original bytes; a redelivered identical command is a
+	// no-op; a poison message among good commands stops none of them.
+	t.Run("CommandsAreStoredRejectedOrDeadLettered", func(t *testing.T) {
+		t.Parallel()
+		r := setup(t)
+		platform := func(no string, amount int) []byte {
+			return []byte(fmt.Sprintf(`{"channel":"wechatpay_platform","out_request_no":%q,"amount":%d,"account_type":"BASIC"}`, no, amount))
 		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("rejections %v, want %v", got, want)
-	}
-
-	dls := r.deadLetters(5)
-	for _, m := range dls {
-		h := map[string]string{}
-		for _, kv := range m.Headers {
-			h[kv.Key] = string(kv.Value)
+		values := [][]byte{
+			seed(t, "seed000_ecommerce.json"),
+			seed(t, "seed001_platform.json"), // same key as 000's out_request_no, other channel: a separate withdrawal
+			seed(t, "seed002_cancel.json"),
+			seed(t, "seed004_allinpay.json"),
+			platform("P1", 100),
+			[]byte("\x00\xffnot json"), // poison in the middle of good commands
+			platform("P1", 100),        // redelivered identical command: no-op
+			platform("P1", 999),        // same key, other amount: conflict
+			platform("P2", 0),          // invalid
+			[]byte(``),
+			[]byte(`[{"out_request_no":"A1"}]`),
+			[]byte(`{"out_request_no":42,"channel":"wechatpay_platform"}`),
+			[]byte(`{"out_request_no":"` + strings.Repeat("x", withdrawal.MaxCommandBytes) + `"}`),
+			[]byte(`{"channel":"wechatpay_platform","out_request_no":"P3","amount":"100","account_type":"BASIC"}`),
+			platform("P4", 5),
 		}
-		if h["error"] == "" || h["original_topic"] != r.commands || h["original_partition"] == "" || h["original_offset"] == "" {
-			t.Errorf("dead letter headers %v", h)
+		r.produce(values...)
+		stop := r.run("g1")
+		r.waitCommitted("g1", int64(len(values)))
+		stop()
+
+		if n := r.count("withdrawals", "1=1"); n != 6 {
+			t.Errorf("%d withdrawals, want 6 (4 seeds, P1, P4)", n)
 		}
-	}
-	if string(dls[0].Value) == "" && string(dls[1].Value) == "" {
-		t.Error("dead letters lost their original bytes")
-	}
-}
+		if n := r.count("outbox", "event_type = ?", "withdrawal.accepted"); n != 6 {
+			t.Errorf("%d accepted events, want 6", n)
+		}
+		var p1 store.Withdrawal
+		if err := r.db.Gorm().Where("out_request_no = ?", "P1").Take(&p1).Error; err != nil || p1.Amount != 100 || p1.Version != 1 {
+			t.Errorf("the conflict touched the original: %+v %v", p1, err)
+		}
+		want := map[string]string{"P1": "REQUEST_CONFLICT", "P2": "INVALID_AMOUNT", "P3": "INVALID_FIELD_TYPE"}
+		got := r.rejections()
+		for no, code := range want {
+			if got[no] != code {
+				t.Errorf("rejection of %s: %q, want %q", no, got[no], code)
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("rejections %v, want %v", got, want)
+		}
 
-// TestIntakeRedeliveryIsNoop consumes the same commands twice (a second
-// consumer group re-reads the topic from the start, as a crash before the
-// offset commit would): nothing is stored or published twice.
-func TestIntakeRedeliveryIsNoop(t *testing.T) {
-	r := newRig(t)
-	var values [][]byte
-	for i := range 200 {
-		values = append(values, []byte(fmt.Sprintf(`{"channel":"wechatpay_ecommerce","sub_mchid":"19000%02d","out_request_no":"R%d","amount":%d}`, i%7, i, i)))
-	}
-	// R0 has amount 0: rejected, and its rejection must not be doubled either.
-	r.produce(values...)
-	stop := r.run("first")
-	r.waitCommitted("first", 200)
-	stop()
-	withdrawals, events := r.count("withdrawals", "1=1"), r.count("outbox", "1=1")
-	if withdrawals != 199 || events != 200 {
-		t.Fatalf("first pass: %d withdrawals, %d events; want 199, 200", withdrawals, events)
-	}
+		dls := r.deadLetters(5)
+		for _, m := range dls {
+			h := map[string]string{}
+			for _, kv := range m.Headers {
+				h[kv.Key] = string(kv.Value)
+			}
+			if h["error"] == "" || h["original_topic"] != r.commands || h["original_partition"] == "" || h["original_offset"] == "" {
+				t.Errorf("dead letter headers %v", h)
+			}
+		}
+		if string(dls[0].Value) == "" && string(dls[1].Value) == "" {
+			t.Error("dead letters lost their original bytes")
+		}
+	})
 
-	stop = r.run("second")
-	r.waitCommitted("second", 200)
-	stop()
-	if w, e := r.count("withdrawals", "1=1"), r.count("outbox", "1=1"); w != withdrawals || e != events {
-		t.Fatalf("redelivery changed the store: %d withdrawals, %d events", w, e)
-	}
+	// Consumes the same commands twice (a second consumer group re-reads
+	// the topic from the start, as a crash before the offset commit would):
+	// nothing is stored or published twice.
+	t.Run("RedeliveryIsNoop", func(t *testing.T) {
+		t.Parallel()
+		r := setup(t)
+		var values [][]byte
+		for i := range 200 {
+			values = append(values, []byte(fmt.Sprintf(`{"channel":"wechatpay_ecommerce","sub_mchid":"19000%02d","out_request_no":"R%d","amount":%d}`, i%7, i, i)))
+		}
+		// R0 has amount 0: rejected, and its rejection must not be doubled either.
+		r.produce(values...)
+		stop := r.run("first")
+		r.waitCommitted("first", 200)
+		stop()
+		withdrawals, events := r.count("withdrawals", "1=1"), r.count("outbox", "1=1")
+		if withdrawals != 199 || events != 200 {
+			t.Fatalf("first pass: %d withdrawals, %d events; want 199, 200", withdrawals, events)
+		}
+
+		stop = r.run("second")
+		r.waitCommitted("second", 200)
+		stop()
+		if w, e := r.count("withdrawals", "1=1"), r.count("outbox", "1=1"); w != withdrawals || e != events {
+			t.Fatalf("redelivery changed the store: %d withdrawals, %d events", w, e)
+		}
+	})
 }

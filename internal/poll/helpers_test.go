@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,18 @@ import (
 	"github.com/paycore/withdraw/internal/withdrawal"
 )
 
+var ctx = context.Background()
+
+// Event types, as the tests compare them.
+const (
+	evAccepted  = "withdrawal.accepted"
+	evSubmitted = "withdrawal.submitted"
+	evSucceeded = "withdrawal.succeeded"
+	evFailed    = "withdrawal.failed"
+	evReversed  = "withdrawal.reversed"
+	evUnknown   = "withdrawal.unknown"
+)
+
 // testRules are accelerated rules: first query 300ms after sending, polls
 // every 100-300ms, INIT re-sent after 300ms, succeeded rows followed 30s.
 func testRules() schedule.Rules {
@@ -32,6 +45,10 @@ func testRules() schedule.Rules {
 	return r
 }
 
+// rig is one subtest's world: a fresh database, a provider sandbox of its
+// own over HTTP, and the keyring of the withdrawals it seeds. Its methods
+// run dispatchers and pollers against them until the subtest ends, so
+// subtests with a rig each can run in parallel.
 type rig struct {
 	t    *testing.T
 	db   *store.DB
@@ -161,7 +178,10 @@ func (r *rig) waitState(timeout time.Duration, want map[string]withdrawal.State)
 
 // events returns the event payloads of a withdrawal, oldest first, after
 // checking that their versions are 1..n, each once, and that the last
-// matches the row.
+// matches the row. It is stricter than storetest.AssertVersionsGapFree,
+// which the chaos suite shares and which lets republished copies of a
+// version pass: a stored event is never a copy, and the version inside its
+// payload must be the row's column too.
 func (r *rig) events(id string) []withdrawal.Event {
 	r.t.Helper()
 	rows, err := store.EventsOf(context.Background(), r.db, id)
@@ -201,3 +221,96 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // logBuffer is a concurrency-safe log sink.
 type logBuffer = storetest.LogBuffer
+
+// submitAll seeds the commands and runs a dispatcher until every one is
+// SUBMITTED; the dispatcher is stopped afterwards.
+func (r *rig) submitAll(cmds ...*withdrawal.Command) map[string]string {
+	r.t.Helper()
+	ids := r.seed(cmds...)
+	want := map[string]withdrawal.State{}
+	for _, id := range ids {
+		want[id] = withdrawal.StateSubmitted
+	}
+	stop := r.startDispatcher("d-submit")
+	r.waitState(20*time.Second, want)
+	stop()
+	return ids
+}
+
+// trail is a withdrawal's audit as "operation:code" steps, oldest first.
+func (r *rig) trail(id string) []string {
+	r.t.Helper()
+	atts, err := store.AttemptsOf(context.Background(), r.db, id)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []string
+	for _, a := range atts {
+		out = append(out, a.Operation+":"+a.ProviderCode)
+	}
+	return out
+}
+
+// waitAttempt waits until a withdrawal has at least one audit row.
+func (r *rig) waitAttempt(id string) {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(r.trail(id)) == 0 {
+		if time.Now().After(deadline) {
+			r.t.Fatal("no provider call recorded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// created is how many orders the sandbox created under a number.
+func (r *rig) created(ch withdrawal.Channel, no string) int {
+	o, _ := r.env.Ledger().Find(string(ch), no)
+	return o.Created
+}
+
+// holdDailyLock takes the daily job's named lock on its own connection.
+func (r *rig) holdDailyLock() (release func()) {
+	r.t.Helper()
+	release, ok, err := store.TryAdvisoryLock(ctx, r.db, "withdraw_poll_daily")
+	if err != nil || !ok {
+		r.t.Fatalf("lock: %v %v", err, ok)
+	}
+	return release
+}
+
+// metric sums the samples of a metric family, optionally only those whose
+// labels include every name=value of match.
+func metric(t *testing.T, reg *prometheus.Registry, name string, match ...string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for _, kv := range match {
+				k, v, _ := strings.Cut(kv, "=")
+				if labels[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}

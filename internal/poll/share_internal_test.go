@@ -16,6 +16,7 @@ import (
 // rates per account add up to the configured one; an instance that stopped
 // sweeping no longer counts.
 func TestPollersShareTheQueryRate(t *testing.T) {
+	t.Parallel()
 	db, _ := storetest.MySQL(t, store.PoolOptions{})
 	now := time.Now().UTC()
 	clock := func() time.Time { return now }

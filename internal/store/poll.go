@@ -51,7 +51,7 @@ var pollColumns = []string{"id", "channel", "account", "out_request_no", "amount
 // The rows are read with SELECT … FOR UPDATE SKIP LOCKED on MySQL, so
 // concurrent sweeps of other instances skip them instead of waiting, and
 // each take is a range of ix_withdrawals_due (state, next_attempt_at),
-// reading no row that is not due (TestIdleSweepReadsNoRowThatIsNotDue).
+// reading no row that is not due (TestPollerScale/IdleSweepReadsNoRowThatIsNotDue in internal/poll).
 // On SQLite the single-writer connection serialises the claims instead.
 // The rows come back as read: NextAttemptAt is the due time, not the mark.
 func LeaseForPoll(ctx context.Context, tx *Tx, l PollLease) ([]Withdrawal, time.Time, error) {
