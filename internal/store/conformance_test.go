@@ -33,6 +33,7 @@ type operation struct {
 func operations() [][]operation {
 	return [][]operation{
 		withdrawalOperations,
+		readOperations,
 		reconOperations,
 		intakeOperations,
 		pollOperations,
