@@ -35,7 +35,10 @@ func Register(s Scheduler, db *store.DB, cfg *provider.Config, clients map[strin
 		log.Info("no WeChat account has a recon block: daily reconciliation against fund-flow bills is off")
 		return nil
 	}
-	rec := New(db, sources, Options{Logger: log, Metrics: NewMetrics(reg), TempDir: os.TempDir()})
+	rec, err := New(db, sources, Options{Logger: log, Metrics: NewMetrics(reg), TempDir: os.TempDir()})
+	if err != nil {
+		return err
+	}
 	names := make([]string, len(sources))
 	for i, s := range sources {
 		names[i] = s.Name

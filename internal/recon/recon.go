@@ -24,6 +24,7 @@
 package recon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,17 +75,16 @@ type Source struct {
 // Options configure a Reconciler.
 type Options struct {
 	// ReadyHour is the Beijing hour of the day after the bill date from
-	// which Run asks for the bill (default 10: WeChat generates it from
-	// 09:00 and advises fetching after 10:00).
+	// which Run asks for the bill (ReadyHourDefault).
 	ReadyHour int
 	// LateAfter is how long after ReadyHour a bill still not available is
-	// an alert (default 4h).
+	// an alert (LateAfterDefault).
 	LateAfter time.Duration
-	// Lookback is how many past days Run keeps trying (default 3; WeChat
-	// keeps bills three months, Reconcile reaches any of them).
+	// Lookback is how many past days Run keeps trying (LookbackDefault;
+	// WeChat keeps bills three months, Reconcile reaches any of them).
 	Lookback int
 	// Attempts is how many times one run fetches a refused file (hash or
-	// decryption) before leaving it to the next run (default 3).
+	// decryption) before leaving it to the next run (AttemptsDefault).
 	Attempts int
 	// TempDir holds the downloads while they are read (default os.TempDir).
 	TempDir string
@@ -92,6 +92,31 @@ type Options struct {
 	Metrics *Metrics
 	// Now is the clock (tests).
 	Now func() time.Time
+}
+
+// The defaults of Options.
+const (
+	// ReadyHourDefault: WeChat generates the bills from 09:00 and advises
+	// fetching them after 10:00.
+	ReadyHourDefault = 10
+	LateAfterDefault = 4 * time.Hour
+	LookbackDefault  = 3
+	AttemptsDefault  = 3
+)
+
+// validate refuses values no reconciliation can run with.
+func (o *Options) validate() error {
+	switch {
+	case o.ReadyHour < 0 || o.ReadyHour > 23:
+		return fmt.Errorf("recon: Options.ReadyHour must be an hour of the day (0–23), got %d", o.ReadyHour)
+	case o.LateAfter < 0:
+		return fmt.Errorf("recon: Options.LateAfter must not be negative, got %s", o.LateAfter)
+	case o.Lookback < 0:
+		return fmt.Errorf("recon: Options.Lookback must not be negative, got %d", o.Lookback)
+	case o.Attempts < 0:
+		return fmt.Errorf("recon: Options.Attempts must not be negative, got %d", o.Attempts)
+	}
+	return nil
 }
 
 // Reconciler reconciles days.
@@ -102,20 +127,16 @@ type Reconciler struct {
 	log     *slog.Logger
 }
 
-// New returns a reconciler of the sources over a migrated database.
-func New(db *store.DB, sources []Source, opts Options) *Reconciler {
-	if opts.ReadyHour == 0 {
-		opts.ReadyHour = 10
+// New returns a reconciler of the sources over a migrated database. Zero
+// options take their defaults; impossible ones are an error.
+func New(db *store.DB, sources []Source, opts Options) (*Reconciler, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
-	if opts.LateAfter <= 0 {
-		opts.LateAfter = 4 * time.Hour
-	}
-	if opts.Lookback <= 0 {
-		opts.Lookback = 3
-	}
-	if opts.Attempts <= 0 {
-		opts.Attempts = 3
-	}
+	opts.ReadyHour = cmp.Or(opts.ReadyHour, ReadyHourDefault)
+	opts.LateAfter = cmp.Or(opts.LateAfter, LateAfterDefault)
+	opts.Lookback = cmp.Or(opts.Lookback, LookbackDefault)
+	opts.Attempts = cmp.Or(opts.Attempts, AttemptsDefault)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -125,7 +146,7 @@ func New(db *store.DB, sources []Source, opts Options) *Reconciler {
 	if opts.Now == nil {
 		opts.Now = func() time.Time { return time.Now().UTC() }
 	}
-	return &Reconciler{db: db, sources: sources, opts: opts, log: opts.Logger.With("component", "recon")}
+	return &Reconciler{db: db, sources: sources, opts: opts, log: opts.Logger.With("component", "recon")}, nil
 }
 
 // Sources returns the configured bills.

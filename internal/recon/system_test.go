@@ -131,7 +131,10 @@ func newReconEnv(t *testing.T, partLines int) *reconEnv {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	rec := recon.New(db, sources, recon.Options{Logger: quiet(), Metrics: recon.NewMetrics(reg), TempDir: t.TempDir()})
+	rec, err := recon.New(db, sources, recon.Options{Logger: quiet(), Metrics: recon.NewMetrics(reg), TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &reconEnv{db: db, env: env, rec: rec, reg: reg, sources: sources}
 }
 
