@@ -37,6 +37,10 @@ type delivery struct {
 	body []byte
 }
 
+// rig is one subtest's world: a fresh database, a provider sandbox of its
+// own whose callbacks go to the handler under test (every delivery is
+// captured in got), and the poller's metrics and logs the handler writes
+// to. Subtests with a rig each can run in parallel.
 type rig struct {
 	t       *testing.T
 	db      *store.DB
@@ -235,21 +239,37 @@ func (r *rig) callbacks(result string) float64 {
 
 const notifyPath = "/notify/wechatpay/default"
 
-// TestCallbacks: the sandbox's own callbacks settle withdrawals of both
-// channels through the handler (no poller sweeps); a repeated callback
-// changes nothing; a tampered one gets 401 and changes nothing; one for an
-// unknown order is acknowledged and changes nothing; one that does not
-// match the stored amount is not applied.
+// TestCallbacks: what the WeChat callback handler does with a callback —
+// the sandbox's own, a repeated one, a tampered or forged one, one for an
+// order or an account it does not know. No poller sweeps: only callbacks
+// move a withdrawal on.
 func TestCallbacks(t *testing.T) {
-	r := newRig(t, map[string]string{"CB1": sandbox.PlanSuccess, "CB2": sandbox.PlanRefund, "CB3": sandbox.PlanFail, "CB4": sandbox.PlanInit})
-	ids := r.submit(
-		providertest.Command(withdrawal.ChannelWeChatEcommerce, "CB1", 101),
-		providertest.Command(withdrawal.ChannelWeChatPlatform, "CB2", 102),
-		providertest.Command(withdrawal.ChannelWeChatPlatform, "CB3", 103),
-		providertest.Command(withdrawal.ChannelWeChatPlatform, "CB4", 104),
-	)
+	t.Parallel()
 
-	t.Run("valid", func(t *testing.T) {
+	// setup gives a subtest its own database, sandbox and handler, the
+	// sandbox ending each order as plans says, and stores cmds for a
+	// dispatcher to submit. When the subtest ends it checks that no
+	// decrypted order data was logged: remarks and bank memos stay out.
+	setup := func(t *testing.T, plans map[string]string, cmds ...*withdrawal.Command) (*rig, map[string]string) {
+		t.Helper()
+		r := newRig(t, plans)
+		t.Cleanup(func() {
+			if out := r.logs.String(); strings.Contains(out, "交易提现") || strings.Contains(out, "平台提现") {
+				t.Error("decrypted notice fields were logged")
+			}
+		})
+		return r, r.submit(cmds...)
+	}
+
+	// The sandbox's own callbacks settle withdrawals of both channels
+	// through the handler: succeeded, refunded, failed, with their events
+	// and the callback in the audit.
+	t.Run("ProviderCallbacksSettleWithdrawals", func(t *testing.T) {
+		t.Parallel()
+		r, ids := setup(t, map[string]string{"CB1": sandbox.PlanSuccess, "CB2": sandbox.PlanRefund, "CB3": sandbox.PlanFail},
+			providertest.Command(withdrawal.ChannelWeChatEcommerce, "CB1", 101),
+			providertest.Command(withdrawal.ChannelWeChatPlatform, "CB2", 102),
+			providertest.Command(withdrawal.ChannelWeChatPlatform, "CB3", 103))
 		w := r.waitState(ids["CB1"], withdrawal.StateSucceeded)
 		if w.ProviderStatus != "SUCCESS" || w.Version != 3 {
 			t.Errorf("CB1: %s v%d", w.ProviderStatus, w.Version)
@@ -272,9 +292,16 @@ func TestCallbacks(t *testing.T) {
 		if last := atts[len(atts)-1]; last.Operation != poll.OpCallback || last.ProviderCode != "FAIL" {
 			t.Errorf("CB3 audit %+v", last)
 		}
+		storetest.AssertVersionsGapFree(t, r.db)
 	})
 
-	t.Run("repeated", func(t *testing.T) {
+	// A callback delivered again changes nothing and is counted as
+	// unchanged.
+	t.Run("RepeatedCallbackChangesNothing", func(t *testing.T) {
+		t.Parallel()
+		r, ids := setup(t, map[string]string{"CB1": sandbox.PlanSuccess},
+			providertest.Command(withdrawal.ChannelWeChatEcommerce, "CB1", 101))
+		r.waitState(ids["CB1"], withdrawal.StateSucceeded)
 		before := r.row(ids["CB1"])
 		events := len(r.eventTypes(ids["CB1"]))
 		d := r.deliveryFor("CB1", "SUCCESS")
@@ -292,8 +319,13 @@ func TestCallbacks(t *testing.T) {
 		}
 	})
 
-	t.Run("tampered", func(t *testing.T) {
-		before := r.row(ids["CB4"])
+	// A tampered callback, or one without a signature, gets 401 and
+	// changes nothing.
+	t.Run("TamperedCallbackIsRefused", func(t *testing.T) {
+		t.Parallel()
+		r, ids := setup(t, map[string]string{"CB4": sandbox.PlanInit},
+			providertest.Command(withdrawal.ChannelWeChatPlatform, "CB4", 104))
+		before := r.waitState(ids["CB4"], withdrawal.StateSubmitted) // INIT at the sandbox, no poller: stays SUBMITTED
 		d := r.forge(wechatpay.WithdrawNotice{MchID: providertest.MchID, Status: "FAIL", WithdrawID: before.ProviderRef,
 			OutRequestNo: "CB4", Amount: 104})
 		d.body = bytes.Replace(d.body, []byte(`"summary":"`), []byte(`"summary":"x`), 1)
@@ -310,7 +342,13 @@ func TestCallbacks(t *testing.T) {
 		}
 	})
 
-	t.Run("unknown order", func(t *testing.T) {
+	// A callback for an order we do not have is acknowledged, counted and
+	// logged, and changes nothing.
+	t.Run("UnknownOrderIsAcknowledged", func(t *testing.T) {
+		t.Parallel()
+		r, ids := setup(t, map[string]string{"CB4": sandbox.PlanInit},
+			providertest.Command(withdrawal.ChannelWeChatPlatform, "CB4", 104))
+		r.waitState(ids["CB4"], withdrawal.StateSubmitted) // INIT at the sandbox, no poller: stays SUBMITTED
 		counts, _ := store.CountByState(ctx, r.db)
 		d := r.forge(wechatpay.WithdrawNotice{MchID: providertest.MchID, Status: "SUCCESS", WithdrawID: "999", OutRequestNo: "NOSUCH1", Amount: 1})
 		if code, _ := r.post(notifyPath, d); code/100 != 2 {
@@ -327,8 +365,14 @@ func TestCallbacks(t *testing.T) {
 		}
 	})
 
-	t.Run("mismatch then forged-valid", func(t *testing.T) {
-		w := r.row(ids["CB4"]) // INIT at the sandbox, no poller: SUBMITTED
+	// A signed callback whose amount does not match the stored one is not
+	// applied (counted as a mismatch); the same notice with the right
+	// amount is.
+	t.Run("OnlyTheStoredAmountIsApplied", func(t *testing.T) {
+		t.Parallel()
+		r, ids := setup(t, map[string]string{"CB4": sandbox.PlanInit},
+			providertest.Command(withdrawal.ChannelWeChatPlatform, "CB4", 104))
+		w := r.waitState(ids["CB4"], withdrawal.StateSubmitted) // INIT at the sandbox, no poller: stays SUBMITTED
 		d := r.forge(wechatpay.WithdrawNotice{MchID: providertest.MchID, Status: "SUCCESS", WithdrawID: w.ProviderRef, OutRequestNo: "CB4", Amount: 999})
 		if code, _ := r.post(notifyPath, d); code/100 != 2 {
 			t.Errorf("mismatch: %d", code)
@@ -345,10 +389,13 @@ func TestCallbacks(t *testing.T) {
 		}
 	})
 
-	t.Run("signed but incomplete", func(t *testing.T) {
-		// A signed notice without amount and withdraw_id, or without our
-		// number's match, must not move SUCCEEDED to REVERSED.
-		before := r.row(ids["CB1"])
+	// A signed notice without amount and withdraw_id, or without our
+	// number's match, must not move SUCCEEDED to REVERSED.
+	t.Run("SignedButIncompleteNoticeIsNotApplied", func(t *testing.T) {
+		t.Parallel()
+		r, ids := setup(t, map[string]string{"CB1": sandbox.PlanSuccess},
+			providertest.Command(withdrawal.ChannelWeChatEcommerce, "CB1", 101))
+		before := r.waitState(ids["CB1"], withdrawal.StateSucceeded)
 		mismatches := r.callbacks(callback.ResultMismatch)
 		for _, n := range []wechatpay.WithdrawNotice{
 			{SpMchID: providertest.MchID, SubMchID: providertest.SubMchID, Status: "REFUND", OutRequestNo: "CB1"},
@@ -367,17 +414,18 @@ func TestCallbacks(t *testing.T) {
 		}
 	})
 
-	t.Run("unknown account", func(t *testing.T) {
+	// A genuine callback posted to an account that is not configured gets
+	// 404 with a FAIL body.
+	t.Run("UnknownAccountIsNotFound", func(t *testing.T) {
+		t.Parallel()
+		r, ids := setup(t, map[string]string{"CB1": sandbox.PlanSuccess},
+			providertest.Command(withdrawal.ChannelWeChatEcommerce, "CB1", 101))
+		r.waitState(ids["CB1"], withdrawal.StateSucceeded)
 		d := r.deliveryFor("CB1", "SUCCESS")
 		if code, body := r.post("/notify/wechatpay/nobody", d); code != http.StatusNotFound || !strings.Contains(body, "FAIL") {
 			t.Errorf("unknown account: %d %q", code, body)
 		}
 	})
-
-	// No decrypted order data in the logs: remarks and bank memos stay out.
-	if out := r.logs.String(); strings.Contains(out, "交易提现") || strings.Contains(out, "平台提现") {
-		t.Error("decrypted notice fields were logged")
-	}
 }
 
 // logBuffer is a concurrency-safe log sink.

@@ -79,6 +79,9 @@ func childMain() error {
 // restarted. Afterwards nothing was created twice at the provider, nothing
 // is left ACCEPTED/SUBMITTING/UNKNOWN, the per-merchant cap held, and every
 // withdrawal's events are gap-free.
+//
+// Not parallel: its dispatcher processes take the machine for a while, so
+// it runs alone, before the parallel tests start.
 func TestDispatchSystemKillNeverPayTwice(t *testing.T) {
 	n := 10000
 	if testing.Short() || raceEnabled {
