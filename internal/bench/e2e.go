@@ -18,6 +18,7 @@ import (
 	_ "github.com/go-sql-driver/mysql" // database/sql driver of the checks
 	"github.com/segmentio/kafka-go"
 
+	"github.com/paycore/withdraw/internal/config"
 	"github.com/paycore/withdraw/internal/kafkautil"
 	"github.com/paycore/withdraw/internal/provider/sandbox"
 	"github.com/paycore/withdraw/internal/provider/sandbox/sandboxstack"
@@ -340,7 +341,7 @@ func (e *E2E) start(ctx context.Context) (_ *e2eRun, err error) {
 	}
 
 	// The sandbox, with the benchmark's WeChat merchant and Allinpay app.
-	env := baseEnv()
+	env := config.WithoutSettings(os.Environ())
 	r.sandbox, r.sandboxURL, err = startProc("sandbox", e.SandboxBin, append([]string{
 		"--addr", "127.0.0.1:0", "--final-delay", "1h", "--log-level", "info",
 	}, e.keys.SandboxArgs(e2eIdentity)...), env, "sandbox listening", "addr", time.Minute)
@@ -398,17 +399,6 @@ func (e *E2E) freshDB(ctx context.Context, r *e2eRun) (string, error) {
 		r.cleanups = append(r.cleanups, drop)
 	}
 	return dsn, nil
-}
-
-// baseEnv is the harness's environment without any WITHDRAW_* variable.
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "WITHDRAW_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // consumerEnv configures the consumer as deployed, except: fresh topics,

@@ -21,6 +21,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/paycore/withdraw/internal/bench"
+	"github.com/paycore/withdraw/internal/config"
 	"github.com/paycore/withdraw/internal/kafkautil"
 )
 
@@ -252,7 +253,7 @@ func (r *run) startProcs(ctx context.Context, bins map[string]string) error {
 	if err != nil {
 		return err
 	}
-	env := baseEnv()
+	env := config.WithoutSettings(os.Environ())
 	sbArgs := append([]string{"--addr", "127.0.0.1:0", "--log-level", "info",
 		"--seed", strconv.FormatUint(r.o.Seed, 10), "--final-delay", "2s", "--p-fail", "0.05", "--p-close", "0.02"},
 		k.SandboxArgs(identity)...)
@@ -352,17 +353,6 @@ func (r *run) procs() []*Proc {
 		ps = append(ps, r.poller)
 	}
 	return ps
-}
-
-// baseEnv is the harness's environment without any WITHDRAW_* variable.
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "WITHDRAW_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // action is one scheduled kill.
