@@ -59,7 +59,7 @@ func TestMeasureFloor(t *testing.T) {
 
 // BenchmarkDispatch is the figure of the README: run with
 //
-//	go test -run XXX -bench Dispatch -benchtime 1x ./internal/dispatch/dispatchbench
+//	go test -run '^$' -bench Dispatch -benchtime 1x ./internal/dispatch/dispatchbench
 func BenchmarkDispatch(b *testing.B) {
 	ctx := context.Background()
 	sign, verify, err := SignCost()
@@ -104,7 +104,7 @@ func BenchmarkDispatch(b *testing.B) {
 // core time of one signature when all cores sign, which on this host is
 // not always the one-core figure that SignCost measures (docs/bench.md):
 //
-//	go test -run XXX -bench SignParallel ./internal/dispatch/dispatchbench
+//	go test -run '^$' -bench SignParallel ./internal/dispatch/dispatchbench
 func BenchmarkSignParallel(b *testing.B) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

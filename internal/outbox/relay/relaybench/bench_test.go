@@ -47,7 +47,7 @@ func TestBenchBacklogSmall(t *testing.T) {
 // OUTBOX_BENCH_EVENTS) from MariaDB to the broker. One run is the
 // measurement, so use -benchtime=1x:
 //
-//	go test -run XXX -bench BenchmarkRelayBacklog -benchtime=1x ./internal/outbox/relay/relaybench
+//	go test -run '^$' -bench BenchmarkRelayBacklog -benchtime=1x ./internal/outbox/relay/relaybench
 func BenchmarkRelayBacklog(b *testing.B) {
 	n := 200_000
 	if v, err := strconv.Atoi(os.Getenv("OUTBOX_BENCH_EVENTS")); err == nil && v > 0 {
@@ -68,7 +68,7 @@ func BenchmarkRelayBacklog(b *testing.B) {
 // BenchmarkRelayLatency commits 1,000 events/s for 20s with a relay
 // running and reports the commit→ack delay:
 //
-//	go test -run XXX -bench BenchmarkRelayLatency -benchtime=1x ./internal/outbox/relay/relaybench
+//	go test -run '^$' -bench BenchmarkRelayLatency -benchtime=1x ./internal/outbox/relay/relaybench
 func BenchmarkRelayLatency(b *testing.B) {
 	for range b.N {
 		db, _ := storetest.MySQL(b, store.PoolOptions{})
