@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -334,15 +332,7 @@ func all(ctx context.Context, o allOptions, run map[string]bool) error {
 	if o.out == "" {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	fmt.Println("wrote", o.out)
-	return nil
+	return writeReport(o.out, res)
 }
 
 // dispatchRun is one dispatchbench.Run in a fresh database: zero-latency

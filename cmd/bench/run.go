@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -72,4 +75,21 @@ func (r *benchRun) finish() Machine {
 	r.machine.LoadAvgEnd = bench.LoadAvg()
 	r.machine.Seconds = time.Since(r.started).Seconds()
 	return r.machine
+}
+
+// writeReport writes a report as indented JSON to path, creating its
+// directory, and says where.
+func writeReport(path string, report any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(report, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("wrote", path)
+	return nil
 }

@@ -12,13 +12,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -367,15 +365,7 @@ func runScale(ctx context.Context, o scaleOptions) error {
 	if o.out == "" {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(rep, "", "  ")
-	if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	fmt.Println("wrote", o.out)
-	return nil
+	return writeReport(o.out, rep)
 }
 
 // rates are the figures where more is better: their cost ratio is the
