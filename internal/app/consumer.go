@@ -13,7 +13,6 @@ import (
 	"github.com/paycore/withdraw/internal/config"
 	"github.com/paycore/withdraw/internal/dispatch"
 	"github.com/paycore/withdraw/internal/health"
-	"github.com/paycore/withdraw/internal/httpserver"
 	"github.com/paycore/withdraw/internal/intake"
 	"github.com/paycore/withdraw/internal/kafkautil"
 )
@@ -32,16 +31,11 @@ type ConsumerOptions struct {
 // and Close it.
 type Consumer struct {
 	parts
+	front
 	afterStore func()
 
-	srv       *httpserver.Server
-	deps      *health.Dependencies
-	routes    *httpserver.Deferred
-	db        *lateDB
 	topicsErr atomic.Pointer[error] // the last topic creation's, until the topics exist
-	relay     lateRelay
 	intake    atomic.Pointer[intake.Intake]
-	closeOnce sync.Once
 }
 
 // NewConsumer checks everything in cfg that is only configuration — a
@@ -49,7 +43,7 @@ type Consumer struct {
 // answer — then starts the HTTP server: /healthz answers from now on, and
 // /readyz names what is missing while MySQL or Kafka are unreachable.
 func NewConsumer(cfg *config.Config, log *slog.Logger, opts ConsumerOptions) (*Consumer, error) {
-	c := &Consumer{parts: parts{cfg: cfg, log: log}, afterStore: opts.AfterStore, db: newLateDB()}
+	c := &Consumer{parts: parts{cfg: cfg, log: log}, front: front{db: newLateDB()}, afterStore: opts.AfterStore}
 	c.relay.waitingFor = "MySQL and the Kafka topics"
 	if err := c.loadKeys(); err != nil {
 		return nil, err
@@ -72,43 +66,25 @@ func NewConsumer(cfg *config.Config, log *slog.Logger, opts ConsumerOptions) (*C
 		return nil, err
 	}
 
-	c.reg = NewRegistry()
-	c.deps = health.New(c.reg, log)
 	notTried := health.ErrNotTried
 	c.topicsErr.Store(&notTried)
-	c.deps.Add("mysql", c.db.check)
-	c.deps.Add("kafka", func(ctx context.Context) error {
-		if err := kafkautil.Ping(ctx, cfg.KafkaBrokers); err != nil {
-			return err
-		}
+	err := c.startFront(&c.front, func() error {
 		if errp := c.topicsErr.Load(); errp != nil {
 			return fmt.Errorf("topics not created yet: %w", *errp)
 		}
 		return nil
-	})
-	c.srv = httpserver.New(c.reg)
-	c.srv.AddCheck("mysql", c.deps.Check("mysql"))
-	c.srv.AddCheck("kafka", c.deps.Check("kafka"))
-	c.srv.AddCheck("intake", func(context.Context) error {
+	}, check{"intake", func(context.Context) error {
 		if in := c.intake.Load(); in != nil {
 			return in.Ready()
 		}
 		return errors.New("not started: waiting for MySQL and the Kafka topics")
-	})
-	if cfg.RelayEnabled {
-		c.srv.AddCheck("relay", c.relay.Ready)
-	}
-	c.routes = &httpserver.Deferred{Reason: "not connected to MySQL yet"}
-	c.srv.Mux.Handle("/", c.routes)
-	if err := c.srv.Start(cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http: %w", err)
+	}})
+	if err != nil {
+		return nil, err
 	}
 	log.Info("consumer started", "http", c.srv.Addr(), "brokers", cfg.KafkaBrokers, "topic", cfg.CommandsTopic, "group", cfg.ConsumerGroup)
 	return c, nil
 }
-
-// Addr is the address the HTTP server listens on.
-func (c *Consumer) Addr() string { return c.srv.Addr() }
 
 // Run runs the consumer until ctx ends or the intake fails. Each component
 // starts once what it needs is there: the dispatcher once the database is
@@ -225,12 +201,4 @@ const consumerShutdownWait = 5 * time.Second
 
 // Close stops the HTTP server, waiting at most 5s for the requests in
 // flight. Call it once Run has returned.
-func (c *Consumer) Close() error {
-	var err error
-	c.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), consumerShutdownWait)
-		defer cancel()
-		err = c.srv.Shutdown(ctx)
-	})
-	return err
-}
+func (c *Consumer) Close() error { return c.close(consumerShutdownWait) }

@@ -3,15 +3,11 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
 
 	"github.com/paycore/withdraw/internal/config"
-	"github.com/paycore/withdraw/internal/health"
-	"github.com/paycore/withdraw/internal/httpserver"
-	"github.com/paycore/withdraw/internal/kafkautil"
 )
 
 // Poller is cmd/poller's process: the poller (sweep, daily job,
@@ -20,13 +16,7 @@ import (
 // console). Build it with NewPoller, then Run it and Close it.
 type Poller struct {
 	parts
-
-	srv       *httpserver.Server
-	deps      *health.Dependencies
-	routes    *httpserver.Deferred
-	db        *lateDB
-	relay     lateRelay
-	closeOnce sync.Once
+	front
 }
 
 // NewPoller checks everything in cfg that is only configuration and loads
@@ -34,7 +24,7 @@ type Poller struct {
 // from now on, /readyz names what is missing while MySQL is unreachable,
 // and the callbacks answer 503 until the database is connected.
 func NewPoller(cfg *config.Config, log *slog.Logger) (*Poller, error) {
-	p := &Poller{parts: parts{cfg: cfg, log: log}, db: newLateDB()}
+	p := &Poller{parts: parts{cfg: cfg, log: log}, front: front{db: newLateDB()}}
 	p.relay.waitingFor = "MySQL"
 	if err := p.loadRules(); err != nil {
 		return nil, err
@@ -52,28 +42,13 @@ func NewPoller(cfg *config.Config, log *slog.Logger) (*Poller, error) {
 		return nil, err
 	}
 
-	p.reg = NewRegistry()
-	p.deps = health.New(p.reg, log)
-	p.deps.Add("mysql", p.db.check)
-	p.deps.Add("kafka", func(ctx context.Context) error { return kafkautil.Ping(ctx, cfg.KafkaBrokers) })
-	p.srv = httpserver.New(p.reg)
-	p.srv.AddCheck("mysql", p.deps.Check("mysql"))
-	p.srv.AddCheck("kafka", p.deps.Check("kafka"))
-	if cfg.RelayEnabled {
-		p.srv.AddCheck("relay", p.relay.Ready)
-	}
-	p.routes = &httpserver.Deferred{Reason: "not connected to MySQL yet"}
-	p.srv.Mux.Handle("/", p.routes)
-	if err := p.srv.Start(cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http: %w", err)
+	if err := p.startFront(&p.front, nil); err != nil {
+		return nil, err
 	}
 	log.Info("poller started", "http", p.srv.Addr(), "accounts", len(p.accounts.Accounts), "schedule", cfg.Schedule,
 		"interval", cfg.PollInterval, "daily", cfg.PollDailySpec)
 	return p, nil
 }
-
-// Addr is the address the HTTP server listens on.
-func (p *Poller) Addr() string { return p.srv.Addr() }
 
 // Run connects to the database (retrying until it answers), then runs the
 // relay and the poller, and serves the callbacks, the admin API and the
@@ -132,12 +107,4 @@ func (p *Poller) Run(ctx context.Context) error {
 // Close stops the HTTP server, letting callbacks in flight finish (WeChat
 // would retry them anyway) for at most ShutdownTimeout. Call it once Run
 // has returned.
-func (p *Poller) Close() error {
-	var err error
-	p.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
-		defer cancel()
-		err = p.srv.Shutdown(ctx)
-	})
-	return err
-}
+func (p *Poller) Close() error { return p.close(p.cfg.ShutdownTimeout) }
