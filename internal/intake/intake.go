@@ -248,19 +248,14 @@ func (in *Intake) prepare(ctx context.Context, p plan) (map[string]int, error) {
 	}
 	var counts map[string]int
 	err := in.retry(ctx, "store", func() error {
-		var err error
-		for range 3 {
+		// A duplicate key or a deadlock: another in-flight batch committed
+		// the same new key first (InnoDB made this one wait for it), and
+		// looking again right away finds the row.
+		return store.RetryCollided(func() error {
+			var err error
 			counts, err = in.store(ctx, p)
-			// A duplicate key or a deadlock: a concurrent batch won.
-			if !store.Collided(err) {
-				break
-			}
-			// Another in-flight batch committed the same new key first
-			// (InnoDB made this one wait for it): looking again right away
-			// finds the row, no backoff needed.
-			in.opts.Metrics.retries.WithLabelValues("store_collision").Inc()
-		}
-		return err
+			return err
+		}, in.opts.Metrics.retries.WithLabelValues("store_collision").Inc)
 	})
 	return counts, err
 }

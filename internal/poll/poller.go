@@ -248,12 +248,11 @@ func (p *Poller) claim(ctx context.Context) ([]claim, error) {
 	lease := store.PollLease{Now: p.opts.Now(), Limit: p.opts.BatchSize,
 		FollowUps: int(math.Ceil(float64(p.opts.BatchSize) * p.opts.FollowUpShare)), Lease: p.leaseFor}
 	var out []claim
-	var err error
 	// Two pollers claiming at once can deadlock on the rows' index entries
 	// (InnoDB rolls one back); the loser's claim took nothing, so it simply
 	// claims again.
-	for attempt := 1; ; attempt++ {
-		err = p.db.InTx(ctx, func(tx *store.Tx) error {
+	err := store.RetryCollided(func() error {
+		return p.db.InTx(ctx, func(tx *store.Tx) error {
 			rows, until, err := store.LeaseForPoll(ctx, tx, lease)
 			if err != nil {
 				return err
@@ -264,18 +263,12 @@ func (p *Poller) claim(ctx context.Context) ([]claim, error) {
 			}
 			return nil
 		})
-		if err == nil || !store.Collided(err) || attempt == claimAttempts {
-			break
-		}
-	}
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
-
-// claimAttempts bounds the claims of one sweep lost to a deadlock.
-const claimAttempts = 3
 
 // MinLease is the shortest claim lease: time for the slowest single query
 // (a provider timeout) and its recording.
