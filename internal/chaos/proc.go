@@ -177,18 +177,6 @@ func (p *Proc) Revive() error {
 	return p.startLocked()
 }
 
-// Running reports whether the process is up.
-func (p *Proc) Running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // Stop ends supervision: SIGTERM, then SIGKILL after grace. It returns the
 // exit status of a process that was running (nil for a clean exit).
 func (p *Proc) Stop(grace time.Duration) error {

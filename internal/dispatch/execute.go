@@ -57,13 +57,6 @@ func (d *Dispatcher) execute(ctx context.Context, c claimed) {
 	<-d.recording
 }
 
-// putBack is the change that returns a claim the provider did not process
-// (nothing sent, or a 429) to where it came from, due at at, without an
-// event (claimed_from = state).
-func putBack(c claimed, at time.Time) transition.Change {
-	return transition.Change{To: withdrawal.State(c.row.ClaimedFrom), NextAttemptAt: at}
-}
-
 // call makes the provider call(s) for one claimed withdrawal and returns
 // the change they showed, to be recorded by finish. What each answer means
 // is decided by package decide.

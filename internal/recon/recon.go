@@ -149,9 +149,6 @@ func New(db *store.DB, sources []Source, opts Options) (*Reconciler, error) {
 	return &Reconciler{db: db, sources: sources, opts: opts, log: opts.Logger.With("component", "recon")}, nil
 }
 
-// Sources returns the configured bills.
-func (r *Reconciler) Sources() []Source { return r.sources }
-
 // lockName serialises reconciliations across poller instances.
 const lockName = "withdraw.recon"
 

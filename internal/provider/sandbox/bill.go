@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -484,38 +483,4 @@ func (s *Server) adminBillFaults(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(s.BillFaults())
-}
-
-// ParseBillFaultFlag reads "omit=A|B,extra=2,wrong_amount=C,refund=D,corrupt_downloads=1,not_ready=2".
-func ParseBillFaultFlag(spec string) (BillFaults, error) {
-	var f BillFaults
-	for _, kv := range strings.Split(spec, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok {
-			return f, fmt.Errorf("bill fault %q: want key=value", kv)
-		}
-		list := func() []string { return strings.Split(v, "|") }
-		num := func() (int, error) { return strconv.Atoi(v) }
-		var err error
-		switch k {
-		case "omit":
-			f.Omit = list()
-		case "wrong_amount":
-			f.WrongAmount = list()
-		case "refund":
-			f.Refund = list()
-		case "extra":
-			f.Extra, err = num()
-		case "corrupt_downloads":
-			f.CorruptDownloads, err = num()
-		case "not_ready":
-			f.NotReady, err = num()
-		default:
-			return f, fmt.Errorf("bill fault key %q (want omit, extra, wrong_amount, refund, corrupt_downloads, not_ready)", k)
-		}
-		if err != nil {
-			return f, fmt.Errorf("bill fault %s: %w", k, err)
-		}
-	}
-	return f, nil
 }
