@@ -29,3 +29,18 @@ func IndexRowsRead(ctx context.Context, ex Executor) (int64, error) {
 	}
 	return total, rows.Err()
 }
+
+// StatementsReceived is MariaDB's count of statements received from all
+// clients since it started (global Questions). The difference over a run,
+// divided by the work done, is the statements that work cost — the
+// benchmarks' figure, on a server nothing else uses meanwhile (MySQL only).
+func StatementsReceived(ctx context.Context, ex Executor) (int64, error) {
+	var row struct {
+		VariableName string `gorm:"column:Variable_name"`
+		Value        int64  `gorm:"column:Value"`
+	}
+	if err := ex.handle().WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
+		return 0, fmt.Errorf("read MariaDB's statement count: %w", err)
+	}
+	return row.Value, nil
+}

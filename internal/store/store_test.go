@@ -403,3 +403,26 @@ func TestCaseByID(t *testing.T) {
 		t.Errorf(`SQL("") = %q`, expr)
 	}
 }
+
+// TestStatementsReceivedCounts: the benchmarks' statement count moves with
+// the statements sent (global, so at least ours).
+func TestStatementsReceivedCounts(t *testing.T) {
+	ctx := context.Background()
+	db, _ := storetest.MySQL(t, store.PoolOptions{})
+	before, err := store.StatementsReceived(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := store.CountByState(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := store.StatementsReceived(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 3 {
+		t.Errorf("Questions moved by %d over 3 statements", after-before)
+	}
+}

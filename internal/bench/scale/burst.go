@@ -151,7 +151,7 @@ func Burst(ctx context.Context, db *store.DB, dsn string, o BurstOptions, kind s
 		return BurstResult{}, err
 	}
 	total := o.Submitted + o.FollowUps
-	q0, err := Questions(ctx, db)
+	q0, err := store.StatementsReceived(ctx, db)
 	if err != nil {
 		return BurstResult{}, err
 	}
@@ -191,7 +191,7 @@ func Burst(ctx context.Context, db *store.DB, dsn string, o BurstOptions, kind s
 		}
 	}
 	wall := time.Since(start)
-	q1, err := Questions(ctx, db)
+	q1, err := store.StatementsReceived(ctx, db)
 	if err != nil {
 		return BurstResult{}, err
 	}
@@ -349,19 +349,6 @@ func counterSum(reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
-}
-
-// Questions reads MariaDB's count of statements received from all
-// clients, as dispatchbench does.
-func Questions(ctx context.Context, db *store.DB) (int64, error) {
-	var row struct {
-		VariableName string `gorm:"column:Variable_name"`
-		Value        int64  `gorm:"column:Value"`
-	}
-	if err := db.Gorm().WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
-		return 0, fmt.Errorf("read MariaDB's statement count: %w", err)
-	}
-	return row.Value, nil
 }
 
 // pollerPool is the size of the burst poller's pool: its default

@@ -160,7 +160,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			_, _ = stopProfile()
 		}
 	}()
-	questions0, err := questions(ctx, o.DB)
+	questions0, err := store.StatementsReceived(ctx, o.DB)
 	if err != nil {
 		return Result{}, err
 	}
@@ -200,7 +200,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	questions1, err := questions(ctx, o.DB)
+	questions1, err := store.StatementsReceived(ctx, o.DB)
 	if err != nil {
 		return Result{}, err
 	}
@@ -233,18 +233,6 @@ func benchCounts(ctx context.Context, db *store.DB, prefix string) (map[string]i
 		out[r.State] = r.N
 	}
 	return out, nil
-}
-
-// questions reads MariaDB's count of statements received from all clients.
-func questions(ctx context.Context, db *store.DB) (int64, error) {
-	var row struct {
-		VariableName string `gorm:"column:Variable_name"`
-		Value        int64  `gorm:"column:Value"`
-	}
-	if err := db.Gorm().WithContext(ctx).Raw("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&row).Error; err != nil {
-		return 0, fmt.Errorf("read MariaDB's statement count: %w", err)
-	}
-	return row.Value, nil
 }
 
 // Sandbox is a provider sandbox served in this process, with one WeChat
