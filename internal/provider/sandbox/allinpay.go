@@ -59,9 +59,9 @@ func (s *Server) allinpay(w http.ResponseWriter, r *http.Request) {
 	endpoint := EndpointAllinpayQuery
 	if p["method"] == allinpay.MethodWithdraw {
 		endpoint = EndpointAllinpaySubmit
-		payer := "allinpay:" + p["appId"]
-		s.inflight.enter(payer)
-		defer s.inflight.leave(payer)
+		var end func()
+		w, end = s.inflight.span(w, "allinpay:"+p["appId"])
+		defer end()
 	}
 	d := s.faults.decide(endpoint)
 	if !sleep(r, d.latency) {

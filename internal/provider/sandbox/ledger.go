@@ -1,6 +1,10 @@
 package sandbox
 
 import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
 	"sort"
 	"sync"
 )
@@ -58,6 +62,46 @@ func (f *inflight) leave(m string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.now[m]--
+}
+
+// span counts a submission of merchant m in flight until its answer
+// starts: the first byte written, or the connection dropped. It returns
+// the writer to answer through and end, which the handler defers for the
+// answers never written (the client went away). Ending at the answer, not
+// when the handler returns, matters: a client may send the merchant's next
+// submission as soon as it has read this answer, and that one must not
+// find this one still counted.
+func (f *inflight) span(w http.ResponseWriter, m string) (http.ResponseWriter, func()) {
+	f.enter(m)
+	a := &answering{ResponseWriter: w}
+	a.end = sync.OnceFunc(func() { f.leave(m) })
+	return a, a.end
+}
+
+// answering calls end before the first byte of the answer goes out.
+type answering struct {
+	http.ResponseWriter
+	end func()
+}
+
+func (a *answering) WriteHeader(code int) {
+	a.end()
+	a.ResponseWriter.WriteHeader(code)
+}
+
+func (a *answering) Write(b []byte) (int, error) {
+	a.end()
+	return a.ResponseWriter.Write(b)
+}
+
+// Hijack serves dropConnection: the dropped answer ends the span too.
+func (a *answering) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	a.end()
+	hj, ok := a.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("sandbox: connection cannot be hijacked")
+	}
+	return hj.Hijack()
 }
 
 func (f *inflight) snapshot() map[string]int {

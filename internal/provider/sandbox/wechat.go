@@ -78,9 +78,9 @@ func (s *Server) wechat(ch withdrawal.Channel, endpoint string, h func(*wreq) wr
 			return
 		}
 		if submit {
-			payer := payerOf(ch, m.MchID, body)
-			s.inflight.enter(payer)
-			defer s.inflight.leave(payer)
+			var end func()
+			w, end = s.inflight.span(w, payerOf(ch, m.MchID, body))
+			defer end()
 		}
 		d := s.faults.decide(endpoint)
 		if !sleep(r, d.latency) {
